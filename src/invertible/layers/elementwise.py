@@ -1,0 +1,164 @@
+"""Element-wise bijections: each output coordinate depends on one input coordinate.
+
+All accept any shape ``(B, ...)``; the log-det is the sum of log-derivatives per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import Bijection, InvalidInputError, sum_except_batch
+
+__all__ = [
+    "ElementwiseAffine",
+    "Exp",
+    "Sigmoid",
+    "Logit",
+    "LeakyReLU",
+    "SneakyReLU",
+]
+
+_ANY = [("B", "...")]
+
+
+def _require(cond: Tensor, layer: str, what: str) -> None:
+    if not bool(cond.all()):
+        raise InvalidInputError(f"{layer}: {what}")
+
+
+class ElementwiseAffine(Bijection):
+    """``z = x * exp(log_scale) + shift`` with one learned scale and shift per element.
+
+    ``shape`` is the event shape, e.g. ``(D,)`` or ``(C, H, W)``; input ``(B, *shape)``.
+    Initialised to the identity.
+    """
+
+    def __init__(self, shape: int | Sequence[int]) -> None:
+        super().__init__()
+        self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.log_scale = nn.Parameter(torch.zeros(self.shape))
+        self.shift = nn.Parameter(torch.zeros(self.shape))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, [("B", *self.shape)])
+        ld = self.log_scale.sum().expand(x.shape[0])
+        return x * torch.exp(self.log_scale) + self.shift, ld
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, [("B", *self.shape)])
+        ld = -self.log_scale.sum().expand(z.shape[0])
+        return (z - self.shift) * torch.exp(-self.log_scale), ld
+
+
+class Exp(Bijection):
+    """``z = exp(x)``: R -> (0, inf). The inverse needs strictly positive input."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        return torch.exp(x), sum_except_batch(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        _require(z > 0, "Exp", "inverse needs strictly positive input (log of z <= 0)")
+        x = torch.log(z)
+        return x, -sum_except_batch(x)
+
+
+def _log_sigmoid_derivative(x: Tensor) -> Tensor:
+    # log sigma'(x) = log sigma(x) + log sigma(-x), stable for large |x|.
+    return -F.softplus(-x) - F.softplus(x)
+
+
+class Sigmoid(Bijection):
+    """``z = 1 / (1 + exp(-x))``: R -> (0, 1). The inverse needs input in (0, 1)."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        return torch.sigmoid(x), sum_except_batch(_log_sigmoid_derivative(x))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        _require((z > 0) & (z < 1), "Sigmoid", "inverse needs input strictly inside (0, 1)")
+        x = torch.log(z) - torch.log1p(-z)
+        return x, -sum_except_batch(_log_sigmoid_derivative(x))
+
+
+class Logit(Bijection):
+    """``z = log(x / (1 - x))``: (0, 1) -> R, the inverse of ``Sigmoid``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        _require((x > 0) & (x < 1), "Logit", "input must lie strictly inside (0, 1)")
+        z = torch.log(x) - torch.log1p(-x)
+        return z, -sum_except_batch(_log_sigmoid_derivative(z))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        return torch.sigmoid(z), sum_except_batch(_log_sigmoid_derivative(z))
+
+
+class LeakyReLU(Bijection):
+    """``z = x`` for ``x >= 0`` and ``slope * x`` otherwise; ``slope > 0``."""
+
+    def __init__(self, slope: float = 0.01) -> None:
+        super().__init__()
+        if not slope > 0:
+            raise ValueError(f"LeakyReLU: slope must be > 0 to be invertible, got {slope}")
+        self.slope = float(slope)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        neg = x < 0
+        z = torch.where(neg, self.slope * x, x)
+        return z, math.log(self.slope) * sum_except_batch(neg.to(x.dtype))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        neg = z < 0
+        x = torch.where(neg, z / self.slope, z)
+        return x, -math.log(self.slope) * sum_except_batch(neg.to(z.dtype))
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}"
+
+
+class SneakyReLU(Bijection):
+    """The smooth, invertible ReLU of Finzi et al. (2019).
+
+    ``sigma(x) = (x + a (sqrt(1 + x^2) - 1)) / (1 + a)`` with ``a = (1 - s) / (1 + s)``:
+    slope ``s`` as x -> -inf, 1 as x -> +inf, ``sigma(0) = 0``, and a closed-form inverse.
+    """
+
+    def __init__(self, slope: float = 0.1) -> None:
+        super().__init__()
+        if not 0 < slope <= 1:
+            raise ValueError(f"SneakyReLU: slope must lie in (0, 1], got {slope}")
+        self.slope = float(slope)
+        self.a = (1 - self.slope) / (1 + self.slope)
+
+    def _log_derivative(self, x: Tensor) -> Tensor:
+        a = self.a
+        return torch.log1p(a * x * torch.rsqrt(1 + x * x)) - math.log1p(a)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        a = self.a
+        # sqrt(1 + x^2) - 1 = x^2 / (sqrt(1 + x^2) + 1), without cancellation near 0.
+        z = (x + a * x * x / (torch.sqrt(1 + x * x) + 1)) / (1 + a)
+        return z, sum_except_batch(self._log_derivative(x))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        a = self.a
+        # Solve x + a sqrt(1 + x^2) = u with u = (1 + a) z + a; the root with x <= u.
+        u = (1 + a) * z + a
+        x = (u - a * torch.sqrt(u * u + 1 - a * a)) / (1 - a * a)
+        return x, -sum_except_batch(self._log_derivative(x))
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}"
