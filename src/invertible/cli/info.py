@@ -1,0 +1,64 @@
+"""``invertible info RUN_DIR``: the model, its size, the run's settings and last metrics."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._runs import add_run_args, open_from_args
+from .common import say
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("info", help="model summary, parameter count and last metrics",
+                       description="Describe a run: model, parameters, data, settings, "
+                       "checkpoint and the latest metrics.")
+    add_run_args(p)
+    p.add_argument("--full", action="store_true", help="print the whole module tree")
+    p.set_defaults(run=run)
+
+
+def _count(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def run(args: argparse.Namespace) -> int:
+    r = open_from_args(args)
+    cfg, obj = r.config, r.objective
+    say(f"run: {r.paths.root}")
+    opts = ", ".join(f"{k}={v}" for k, v in sorted(cfg.model_options.items())) or "defaults"
+    say(f"model: {cfg.model} ({opts}); {_count(obj.flow):,} parameters in the flow"
+        + (f", {_count(obj.dequant):,} in the dequantizer" if obj.dequant is not None
+           and _count(obj.dequant) else ""))
+    shape = "x".join(map(str, r.data["shape"]))
+    levels = f", {r.data['n_bins']} levels" if r.data.get("n_bins") else ""
+    say(f"data: {cfg.data} ({r.data['kind']} {shape}{levels}); dequantization {cfg.dequant}")
+    budget = ", ".join(f"{k} {v}" for k, v in (("epochs", cfg.epochs), ("steps", cfg.steps),
+                                               ("max-time", cfg.max_time)) if v)
+    say(f"training: {budget}; batch {cfg.batch_size} x {r.meta.get('world_size', 1)} "
+        f"process(es); lr {cfg.lr:g} {cfg.schedule}, warm-up {cfg.warmup}; seed {cfg.seed}"
+        + (f"; EMA {cfg.ema}" if cfg.ema else ""))
+    t = r.meta.get("trainer", {})
+    say(f"checkpoint: {args.checkpoint}, step {t.get('step')}, epoch {t.get('epoch')}, "
+        f"{t.get('elapsed', 0):.0f} s trained" + (", EMA weights" if r.used_ema else ""))
+    say("layers:")
+    if args.full:
+        say(str(obj.flow))
+    else:
+        for name, child in obj.flow.bijection.named_children():
+            for sub_name, sub in (child.named_children() if name == "layers" else [(name, child)]):
+                say(f"  {sub_name:>4}  {type(sub).__name__:<28} {_count(sub):>10,}")
+    recs = r.metrics
+    last = {}
+    for rec in recs:
+        for key in ("train_bpd", "val_bpd", "test_bpd", "test_bpd_ci95", "images_per_s", "lr"):
+            if key in rec:
+                last[key] = (rec["step"], rec[key])
+    if last:
+        say("last metrics: " + ", ".join(
+            f"{k} {v:.4g} (step {s})" if isinstance(v, float) else f"{k} {v} (step {s})"
+            for k, (s, v) in last.items()))
+    events = [rec for rec in recs if rec.get("event") == "nonfinite"]
+    if events:
+        say(f"non-finite steps skipped: {len(events)}")
+    return 0

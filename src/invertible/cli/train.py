@@ -1,0 +1,280 @@
+"""``invertible train``: fit a flow on a dataset and write a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .common import (
+    UsageError,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    resolve_device,
+    say,
+    unit_float,
+)
+
+# Defaults for a first run on the embedded digits: about 3 minutes on 2 CPU cores.
+DEFAULT_DATA = "digits"
+DEFAULT_EPOCHS = {"digits": 150}
+DEFAULT_MAX_TIME = {"digits": 170.0}
+DEFAULT_MODELS = {"image": "iconvnet", "vector": "maf"}
+
+# Options that may change when a run is resumed (the rest define the run).
+_RESUMABLE = {"epochs", "steps", "max_time", "device", "val_every", "sample_every", "data_dir"}
+_MODEL_OPTIONS = ("levels", "depth", "hidden")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a flow and write a run folder",
+        description=(
+            "Train a normalizing flow. Without options: the i-ConvNet on the embedded 8x8 "
+            "digits for about 3 minutes on 2 CPU cores. Under 'torchrun --nproc_per_node=N' "
+            "training is data-parallel; --batch-size is per process (global batch = N x it)."
+        ),
+    )
+    d = p.add_argument_group("data and model")
+    d.add_argument("--data", default=None, help=f"dataset name (default {DEFAULT_DATA})")
+    d.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    d.add_argument("--download", action="store_true", default=None,
+                   help="download the dataset into --data-dir if missing (checksummed)")
+    d.add_argument("--image-size", type=positive_int, default=None,
+                   help="resize images to this size (folder datasets)")
+    d.add_argument("--grayscale", action="store_true", default=None,
+                   help="convert images to one grey channel")
+    d.add_argument("--model", default=None,
+                   help="iconvnet (default for images), glow, realnvp, maf (vectors), elementwise")
+    d.add_argument("--levels", type=positive_int, default=None, help="model scales (multi-scale)")
+    d.add_argument("--depth", type=positive_int, default=None, help="flow steps per scale")
+    d.add_argument("--hidden", type=positive_int, default=None, help="hidden channels/units")
+    d.add_argument("--dequant", choices=["uniform", "variational"], default=None,
+                   help="dequantization of integer pixels (default uniform)")
+    b = p.add_argument_group("budget (training stops at the first one reached)")
+    b.add_argument("--epochs", type=positive_int, default=None)
+    b.add_argument("--steps", type=positive_int, default=None)
+    b.add_argument("--max-time", type=positive_float, default=None, metavar="SECONDS",
+                   help="wall-clock budget; stops cleanly, saves and evaluates")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per step and per process (default 64)")
+    o.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (1e-3)")
+    o.add_argument("--schedule", choices=["constant", "cosine"], default=None,
+                   help="learning-rate schedule after warm-up (default cosine)")
+    o.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up steps (100)")
+    o.add_argument("--weight-decay", type=float, default=None)
+    o.add_argument("--grad-clip", type=positive_float, default=None,
+                   help="clip the gradient norm (default 50)")
+    o.add_argument("--ema", type=unit_float, default=None,
+                   help="EMA decay of the weights used for evaluation/sampling (0 = off)")
+    o.add_argument("--amp", action="store_true", default=None,
+                   help="bfloat16 mixed precision (CUDA only)")
+    o.add_argument("--seed", type=int, default=None)
+    o.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    r = p.add_argument_group("outputs")
+    r.add_argument("--out", default=None,
+                   help="run folder (default runs/DATA-MODEL-TIME); must be new or empty")
+    r.add_argument("--force", action="store_true", help="reuse a non-empty --out folder")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a run from its latest checkpoint")
+    r.add_argument("--val-every", type=nonneg_int, default=None,
+                   help="validate and checkpoint every N steps (default: about 10 times a run)")
+    r.add_argument("--sample-every", type=nonneg_int, default=None,
+                   help="write a sample grid every N steps (default: with validation)")
+    o.add_argument("--sv-clip-every", type=nonneg_int, default=None,
+                   help="project circular convolutions into their singular-value bounds "
+                   "every N steps (default 1, 0 = never)")
+    r.add_argument("--log-every", type=positive_int, default=None)
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Testing aid: behave as if interrupted after this step (saves latest, no final eval).
+    p.add_argument("--stop-at-step", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(run=run)
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"command", "run", "out", "force", "resume", "no_progress", "stop_at_step",
+            *_MODEL_OPTIONS}
+    return {k: v for k, v in vars(args).items() if v is not None and k not in skip}
+
+
+def _fresh_config(args: argparse.Namespace, kind_of):
+    from ..training.config import TrainConfig
+
+    given = _given(args)
+    cfg = TrainConfig(**{k: v for k, v in given.items()})
+    cfg.data = given.get("data", DEFAULT_DATA)
+    cfg.model_options = {k: getattr(args, k) for k in _MODEL_OPTIONS
+                         if getattr(args, k) is not None}
+    if cfg.epochs is None and cfg.steps is None and cfg.max_time is None:
+        cfg.epochs = DEFAULT_EPOCHS.get(cfg.data, 20)
+        cfg.max_time = DEFAULT_MAX_TIME.get(cfg.data)
+    return cfg
+
+
+def _resumed_config(args: argparse.Namespace):
+    from ..training.run import read_run_config
+
+    paths, cfg, data = read_run_config(args.resume)
+    given = _given(args)
+    fixed = sorted(k for k in given if k not in _RESUMABLE)
+    fixed += [k for k in _MODEL_OPTIONS if getattr(args, k) is not None]
+    if fixed:
+        names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        raise UsageError(f"{names} cannot change when resuming (they define the run)")
+    for k, v in given.items():
+        setattr(cfg, k, v)
+    return paths, cfg, data
+
+
+_OUR_FILES = ("config.json", "metrics.jsonl", "loss.png", "checkpoints", "samples")
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse a non-empty folder unless ``force``; then clear only our own files in it."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"--out {out} exists and is not empty (use --force, or --resume {out})")
+
+
+def _clear_ours(out: Path) -> None:
+    for name in _OUR_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import distributed as D
+    from ..training.batches import load_split
+    from ..training.checkpoint import load_checkpoint, strip_prefix
+    from ..training.run import build_objective, write_run_config
+    from ..training.trainer import RunPaths, Trainer, evaluate_bpd
+
+    resume = args.resume is not None
+    if resume:
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise UsageError("--resume continues in its own folder; leave out --out")
+        paths, cfg, data_info = _resumed_config(args)
+    else:
+        cfg = _fresh_config(args, None)
+        data_info = None
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if cfg.amp and device.type != "cuda":
+        raise UsageError("--amp needs a CUDA device (use --device cuda)")
+
+    # Every rank checks the output before the process group forms; only rank 0 writes.
+    env = D.env_info()
+    if not resume:
+        if args.out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            args.out = f"runs/{cfg.data}-{cfg.model or 'default'}-{stamp}"
+        out = Path(args.out)
+        _prepare_out(out, args.force)
+        paths = RunPaths(out)
+    if device.type == "cuda" and env.enabled:
+        device = torch.device("cuda", env.local_rank)
+    dist_info = D.init_distributed(device)
+    try:
+        train = load_split(cfg, "train")
+        val = load_split(cfg, "val")
+        test = load_split(cfg, "test")
+        if cfg.model is None:
+            cfg.model = _default_model(train.kind)
+        if data_info is not None and list(train.shape) != list(data_info["shape"]):
+            raise UsageError(f"the data now has shape {train.shape}, the run used "
+                             f"{tuple(data_info['shape'])}")
+        data_info = train.info()
+        if cfg.val_every == 0:
+            cfg.val_every = _default_val_every(cfg, len(train), dist_info.world_size)
+        if cfg.sample_every == 0:
+            cfg.sample_every = cfg.val_every
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        objective = build_objective(cfg, data_info)
+        state = None
+        if resume:
+            state = load_checkpoint(paths.latest)
+        elif dist_info.is_main:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            _clear_ours(paths.root)
+            write_run_config(paths, cfg, data_info, dist_info.world_size)
+        D.barrier()
+        if dist_info.is_main:
+            what = "resuming" if resume else "training"
+            budget = ", ".join(f"{k} {v}" for k, v in (("epochs", cfg.epochs),
+                               ("steps", cfg.steps), ("max-time", cfg.max_time)) if v)
+            n_par = sum(p.numel() for p in objective.parameters())
+            say(f"{what} {cfg.model} ({n_par:,} parameters) on {cfg.data} {train.shape} "
+                f"({len(train)} train / {len(val)} val), {budget}, "
+                f"batch {cfg.batch_size} x {dist_info.world_size} process(es), device {device}"
+                f" -> {paths.root}")
+        trainer = Trainer(cfg, objective, train, val, paths.root, dist_info=dist_info,
+                          device=device, resume=state,
+                          progress=None if not args.no_progress else False,
+                          stop_at_step=args.stop_at_step)
+        summary = trainer.fit()
+        if summary.interrupted:
+            if dist_info.is_main:
+                say(f"stopped at step {summary.step}; resume with: invertible train "
+                    f"--resume {paths.root}")
+            return 130 if args.stop_at_step is None else 0
+        # Test bits/dim of the best checkpoint (by validation), sharded over ranks.
+        test_line = ""
+        if test is not None:
+            tensors, _ = load_checkpoint(paths.best)
+            ema = strip_prefix("ema", tensors)
+            objective.load_state_dict(ema or strip_prefix("model", tensors))
+            mean, std, n, _ = evaluate_bpd(objective, test, max(cfg.batch_size, 256), device,
+                                           dist_info)
+            ci = 1.96 * std / math.sqrt(max(n, 1))
+            trainer.metrics.write({"step": summary.step, "event": "test", "test_bpd": mean,
+                                   "test_bpd_ci95": ci, "n": n})
+            test_line = f"test bits/dim: {mean:.4f} ± {ci:.4f} (95% CI over {n} images)"
+        if dist_info.is_main:
+            val = f"{summary.best_val_bpd:.4f}" if summary.best_val_bpd is not None else "n/a"
+            tr = f"{summary.train_bpd:.4f}" if summary.train_bpd is not None else "n/a"
+            ips = f", {summary.images_per_s:.0f} images/s" if summary.images_per_s else ""
+            say(f"done: {summary.step} steps ({summary.epoch} epochs) in "
+                f"{summary.elapsed:.0f} s{ips}; train bits/dim {tr}, best val bits/dim {val}"
+                + (f"; {summary.nonfinite_events} non-finite steps skipped"
+                   if summary.nonfinite_events else ""))
+            if test_line:
+                say(test_line)
+            if summary.samples_path is not None:
+                say(f"samples: {summary.samples_path}")
+            say(f"run folder: {paths.root} (next: invertible sample {paths.root} -n 64 "
+                f"-o samples.png)")
+        return 0
+    finally:
+        D.shutdown()
+
+
+def _default_model(kind: str) -> str:
+    """The i-ConvNet for images (a Glow-style model where it is not built in), MAF else."""
+    if kind != "image":
+        return DEFAULT_MODELS[kind]
+    import importlib.util
+
+    return "iconvnet" if importlib.util.find_spec("invertible.models.iconvnet") else "glow"
+
+
+def _default_val_every(cfg, n_train: int, world: int) -> int:
+    """About ten validations per run when the length is known, else every epoch."""
+    per_epoch = max(n_train // (cfg.batch_size * world), 1)
+    total = [cfg.steps] if cfg.steps else []
+    if cfg.epochs:
+        total.append(cfg.epochs * per_epoch)
+    if total:
+        return max(min(total) // 10, 1)
+    return per_epoch

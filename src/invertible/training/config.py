@@ -1,0 +1,100 @@
+"""The training configuration: one JSON-serialisable record per run (``RUN/config.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ConfigError", "TrainConfig"]
+
+
+class ConfigError(ValueError):
+    """An impossible or inconsistent setting (one-line message for the user)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    ``batch_size`` is per process: under ``torchrun`` with N processes the global batch is
+    ``N * batch_size`` and one step consumes that many images. ``epochs``, ``steps`` and
+    ``max_time`` are budgets; training stops at whichever comes first (at least one is set).
+    ``ema`` is the EMA decay (0 disables it). ``lr_decay_on_nonfinite`` multiplies the
+    learning rate after every ``nonfinite_patience`` skipped (non-finite) steps.
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+    image_size: int | None = None
+    grayscale: bool | None = None
+    model: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    steps: int | None = None
+    max_time: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: int = 100
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    grad_clip: float | None = 50.0
+    ema: float = 0.0
+    amp: bool = False
+    dequant: str = "uniform"
+    val_every: int = 0
+    sample_every: int = 0
+    log_every: int = 10
+    n_samples: int = 64
+    nonfinite_patience: int = 3
+    sv_clip_every: int = 1
+    lr_decay_on_nonfinite: float = 0.5
+
+    def validate(self) -> None:
+        def positive(name: str, allow_none: bool = True) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if v is None or not v > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {v}")
+
+        for name in ("epochs", "steps", "max_time", "grad_clip", "image_size"):
+            positive(name)
+        for name in ("batch_size", "lr", "log_every", "n_samples", "nonfinite_patience"):
+            positive(name, allow_none=False)
+        for name in ("warmup", "val_every", "sample_every", "sv_clip_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.epochs is None and self.steps is None and self.max_time is None:
+            raise ConfigError("give a budget: --epochs, --steps or --max-time")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"--schedule must be constant or cosine, got {self.schedule}")
+        if self.dequant not in ("uniform", "variational"):
+            raise ConfigError(f"--dequant must be uniform or variational, got {self.dequant}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must lie in (0, 1), got {self.val_fraction}")
+        if not 0 < self.lr_decay_on_nonfinite <= 1:
+            raise ConfigError("lr_decay_on_nonfinite must lie in (0, 1]")
+        if self.weight_decay < 0:
+            raise ConfigError("--weight-decay must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"config has unknown keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,97 @@
+"""PNG outputs: image grids (Pillow), 2-D scatter plots and loss curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .checkpoint import atomic_write_bytes
+
+__all__ = ["image_grid", "levels_to_uint8", "save_image_grid", "save_loss_curve", "save_scatter"]
+
+
+def levels_to_uint8(levels: np.ndarray, n_bins: int) -> np.ndarray:
+    """Integer levels in ``[0, n_bins)`` -> 0..255 with the top level at 255."""
+    return np.round(np.asarray(levels, dtype=np.float64) * 255.0 / (n_bins - 1)).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """``(N, C, H, W)`` uint8 -> one ``(H', W', C)`` uint8 array with ``nrow`` per row."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        grid[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)
+    return grid
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image_grid(
+    levels: np.ndarray, n_bins: int, path: str | Path, nrow: int | None = None, min_size: int = 256
+) -> Path:
+    """Save integer-level images ``(N, C, H, W)`` as one PNG grid, upscaled (nearest) so that
+    small images such as 8x8 digits stay visible. Written atomically."""
+    grid = image_grid(levels_to_uint8(levels, n_bins), nrow)
+    img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    scale = max(1, math.ceil(min_size / max(img.size)))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    path = Path(path)
+    atomic_write_bytes(path, _png_bytes(img))
+    return path
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save_scatter(points: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """2-D samples ``(N, 2)`` (or the first two coordinates) as a scatter plot PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4))
+    ax = fig.add_subplot()
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    path = Path(path)
+    atomic_write_bytes(path, _figure_bytes(fig))
+    return path
+
+
+def save_loss_curve(records: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Train and validation bits/dim against the step, from metrics-log records."""
+    from matplotlib.figure import Figure
+
+    train = [(r["step"], r["train_bpd"]) for r in records if isinstance(r.get("train_bpd"), float)]
+    val = [(r["step"], r["val_bpd"]) for r in records if isinstance(r.get("val_bpd"), float)]
+    if not train and not val:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*zip(*train), label="train")
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits/dim")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    atomic_write_bytes(path, _figure_bytes(fig))
+    return path

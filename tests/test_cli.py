@@ -1,0 +1,181 @@
+"""The command line end to end on tiny budgets, and its handling of user mistakes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from invertible.cli.main import main
+
+TINY = ["--model", "elementwise", "--steps", "12", "--batch-size", "32", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", *TINY, "--val-every", "6", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run_dir):
+    for name in ("config.json", "metrics.jsonl", "loss.png", "samples/final.png",
+                 "checkpoints/latest.safetensors", "checkpoints/latest.json",
+                 "checkpoints/best.safetensors", "checkpoints/best.json"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "config.json").read_text())["data"]["n_bins"] == 17
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_bpd" in r for r in recs) and any("images_per_s" in r for r in recs)
+    assert any(r.get("event") == "test" for r in recs)
+    assert Image.open(run_dir / "samples" / "final.png").size[0] >= 64
+
+
+def test_train_prints_test_bpd_and_samples(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "test bits/dim:" in out and "samples: " in out and "final.png" in out
+
+
+def test_evaluate(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "bits/dim" in out and "95% CI" in out
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert 0 < figures["bits_per_dim"] < 10 and figures["ci95"] > 0
+    assert figures["round_trip_max"] < 1e-5
+
+
+def test_sample_and_interpolate(run_dir, tmp_path):
+    png = tmp_path / "s.png"
+    assert main(["sample", str(run_dir), "-n", "9", "--temperature", "0.7", "-o", str(png)]) == 0
+    assert Image.open(png).size[0] > 0
+    npy = tmp_path / "s.npy"
+    assert main(["sample", str(run_dir), "-n", "5", "--seed", "1", "-o", str(npy)]) == 0
+    s = np.load(npy)
+    assert s.shape == (5, 1, 8, 8) and s.max() < 17
+    inter = tmp_path / "i.png"
+    assert main(["interpolate", str(run_dir), "--pairs", "3", "--steps", "5",
+                 "-o", str(inter)]) == 0
+    assert Image.open(inter).size[0] > Image.open(inter).size[1]  # 3 rows of 5
+
+
+@pytest.mark.parametrize("fmt", [".npy", ".safetensors"])
+def test_encode_decode_round_trip_is_exact(run_dir, tmp_path, fmt):
+    z = tmp_path / f"z{fmt}"
+    assert main(["encode", str(run_dir), "--split", "test", "-n", "20", "-o", str(z)]) == 0
+    back = tmp_path / "x.npy"
+    assert main(["decode", str(run_dir), str(z), "-o", str(back)]) == 0
+    from invertible.data import load_dataset
+
+    test = load_dataset("digits", split="test").images[:20].numpy()
+    assert np.array_equal(np.load(back), test)
+
+
+def test_encode_png_and_npy_inputs(run_dir, tmp_path):
+    from invertible.data import load_dataset
+
+    levels = load_dataset("digits", split="test").images[:4].numpy()
+    np.save(tmp_path / "in.npy", levels)
+    assert main(["encode", str(run_dir), "-i", str(tmp_path / "in.npy"),
+                 "-o", str(tmp_path / "z.npy")]) == 0
+    assert main(["decode", str(run_dir), str(tmp_path / "z.npy"),
+                 "-o", str(tmp_path / "back.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "back.npy"), levels)
+    # A PNG written the way the grids are (level k -> round(k * 255 / 16)) reads back exactly.
+    img = np.round(levels[0, 0].astype(float) * 255 / 16).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "one.png")
+    assert main(["encode", str(run_dir), "-i", str(tmp_path / "one.png"),
+                 "-o", str(tmp_path / "z1.npy")]) == 0
+    assert main(["decode", str(run_dir), str(tmp_path / "z1.npy"),
+                 "-o", str(tmp_path / "one.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "one.npy")[0], levels[0])
+
+
+def test_info(run_dir, capsys):
+    assert main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "parameters" in out and "elementwise" in out and "last metrics" in out
+
+
+@pytest.mark.parametrize("cmd", ["train", "evaluate", "sample", "interpolate", "encode",
+                                 "decode", "info", None])
+def test_help_everywhere(cmd, capsys):
+    assert main(([cmd] if cmd else []) + ["--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def _bad_cases(run_dir, tmp):
+    corrupt = tmp / "corrupt"
+    corrupt.mkdir(exist_ok=True)
+    for f in ("config.json",):
+        (corrupt / f).write_text((run_dir / f).read_text())
+    (corrupt / "checkpoints").mkdir(exist_ok=True)
+    (corrupt / "checkpoints" / "best.json").write_text(
+        (run_dir / "checkpoints" / "best.json").read_text())
+    (corrupt / "checkpoints" / "best.safetensors").write_bytes(b"\x10\x00\x00\x00garbage")
+    nonempty = tmp / "nonempty"
+    nonempty.mkdir(exist_ok=True)
+    (nonempty / "keep.txt").write_text("user's file")
+    (tmp / "exists.png").write_bytes(b"x")
+    (tmp / "bad.npy").write_bytes(b"not numpy")
+    (tmp / "bad.png").write_bytes(b"not png")
+    np.save(tmp / "wrong.npy", np.zeros((2, 3, 5, 5), np.uint8))
+    np.save(tmp / "range.npy", np.full((2, 1, 8, 8), 40, np.uint8))
+    np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r = str(run_dir)
+    return {
+        "unknown dataset": ["train", "--data", "nope", "--steps", "1", "--out", str(tmp / "a")],
+        "unknown model": ["train", "--model", "nope", "--steps", "1", "--out", str(tmp / "b")],
+        "vector model on images": ["train", "--model", "maf", "--steps", "1",
+                                   "--out", str(tmp / "c")],
+        "missing data dir": ["train", "--data", "mnist", "--data-dir", str(tmp / "none"),
+                             "--steps", "1", "--out", str(tmp / "d")],
+        "zero steps": ["train", "--steps", "0"],
+        "negative lr": ["train", "--steps", "1", "--lr", "-1"],
+        "not a number": ["train", "--batch-size", "many"],
+        "amp on cpu": ["train", *TINY, "--amp", "--out", str(tmp / "e")],
+        "non-empty out": ["train", *TINY, "--out", str(nonempty)],
+        "missing run": ["evaluate", str(tmp / "none")],
+        "not a run": ["evaluate", str(nonempty)],
+        "corrupt checkpoint": ["sample", str(corrupt), "-o", str(tmp / "c.png")],
+        "existing output": ["sample", r, "-o", str(tmp / "exists.png")],
+        "bad suffix": ["sample", r, "-o", str(tmp / "s.jpg")],
+        "zero samples": ["sample", r, "-n", "0", "-o", str(tmp / "z.png")],
+        "unreadable npy": ["encode", r, "-i", str(tmp / "bad.npy"), "-o", str(tmp / "z.npy")],
+        "unreadable png": ["encode", r, "-i", str(tmp / "bad.png"), "-o", str(tmp / "z.npy")],
+        "wrong shape": ["encode", r, "-i", str(tmp / "wrong.npy"), "-o", str(tmp / "z.npy")],
+        "out of range": ["encode", r, "-i", str(tmp / "range.npy"), "-o", str(tmp / "z.npy")],
+        "pickled npy": ["encode", r, "-i", str(tmp / "obj.npy"), "-o", str(tmp / "z.npy")],
+        "latents missing": ["decode", r, str(tmp / "none.npy"), "-o", str(tmp / "x.png")],
+        "latents wrong shape": ["decode", r, str(tmp / "wrong.npy"), "-o", str(tmp / "x.png")],
+        "unknown command": ["fly"],
+    }
+
+
+def test_user_mistakes_get_one_line_and_exit_2(run_dir, tmp_path, capsys):
+    for name, argv in _bad_cases(run_dir, tmp_path).items():
+        capsys.readouterr()
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("invertible: error: "), (name, err)
+        assert "Traceback" not in err[0]
+    assert (tmp_path / "nonempty" / "keep.txt").read_text() == "user's file"
+    assert (tmp_path / "exists.png").read_bytes() == b"x"
+
+
+def test_force_reuses_a_folder_without_touching_other_files(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["train", *TINY, "--steps", "2", "--out", str(out), "--force"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoints" / "latest.safetensors").is_file()
+
+
+def test_python_dash_m_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "invertible", "info", "/no/such/run"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.startswith("invertible: error:")
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,138 @@
+"""The trainer: non-finite guard, schedule, data-dependent init, registry and data adapter."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from invertible.cli.main import main
+from invertible.core import Bijection, Sequential
+from invertible.distributions import Flow, StandardNormal
+from invertible.models.registry import (
+    MODELS,
+    ModelError,
+    ModelSpec,
+    build_elementwise,
+    build_model,
+    register_model,
+)
+from invertible.training.batches import Objective, Split
+from invertible.training.config import ConfigError, TrainConfig
+from invertible.training.trainer import Trainer
+
+
+class _NaNOnCalls(Bijection):
+    """Identity that poisons the log-det on chosen training-mode calls (fault injection)."""
+
+    def __init__(self, bad_calls):
+        super().__init__()
+        self.bad = set(bad_calls)
+        self.calls = 0
+
+    def forward(self, x):
+        self._check(x, [("B", "...")])
+        ld = self._zeros(x)
+        if self.training:
+            self.calls += 1
+            if self.calls in self.bad:
+                ld = ld + float("nan")
+        return x, ld
+
+    def inverse(self, z):
+        return z, self._zeros(z)
+
+
+def _nan_model(shape, bad="2,3,4"):
+    base = build_elementwise(shape, image=True)
+    # Call 1 is the data-dependent init pass; training steps are calls 2, 3, ...
+    poison = _NaNOnCalls(int(c) for c in bad.split(","))
+    return Flow(Sequential(poison, base.bijection), StandardNormal(shape))
+
+
+@pytest.fixture
+def nan_model():
+    register_model(ModelSpec("test-nan", _nan_model, frozenset({"image"}), "test"), replace=True)
+    yield
+    MODELS.pop("test-nan", None)
+
+
+def test_nonfinite_steps_are_skipped_logged_and_lower_the_lr(tmp_path, nan_model, capsys):
+    run = tmp_path / "r"
+    rc = main(["train", "--model", "test-nan", "--steps", "8", "--batch-size", "32",
+               "--warmup", "0", "--schedule", "constant", "--out", str(run), "--no-progress"])
+    assert rc == 0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in recs if r.get("event") == "nonfinite"]
+    assert [e["step"] for e in events] == [0, 1, 2]
+    assert events[-1]["lr_scale"] == 0.5  # third event in a row: learning rate halved
+    lrs = [r["lr"] for r in recs if "lr" in r]
+    assert lrs[-1] == pytest.approx(0.5e-3)
+    assert "non-finite loss at step 0" in capsys.readouterr().err
+    from safetensors.torch import load_file
+
+    w = load_file(str(run / "checkpoints" / "latest.safetensors"))
+    assert all(torch.isfinite(v).all() for k, v in w.items() if v.is_floating_point())
+
+
+def _digits_like(n=96, bins=17):
+    g = torch.Generator().manual_seed(0)
+    return Split("image", torch.randint(0, bins, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
+                 bins, "fake")
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, batch_size=16)
+    train = _digits_like()
+    obj = Objective(build_elementwise((1, 8, 8)), "image", (1, 8, 8), 17)
+    t = Trainer(cfg, obj, train, None)
+    assert t.lr_at(0) == pytest.approx(0.1 * 0.5 * (1 + math.cos(0)))
+    assert t.lr_at(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 100)))
+    assert t.lr_at(50) == pytest.approx(0.5)
+    assert t.lr_at(100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_actnorm_is_initialised_from_data_before_training():
+    pytest.importorskip("invertible.models.glow")
+    from invertible.layers.normalization import ActNorm
+
+    flow = build_model("glow", (1, 8, 8), levels=1, depth=1, hidden=8)
+    obj = Objective(flow, "image", (1, 8, 8), 17)
+    Trainer(TrainConfig(steps=1, batch_size=16), obj, _digits_like(), None)
+    norms = [m for m in flow.modules() if isinstance(m, ActNorm)]
+    assert norms and all(bool(m.initialized) for m in norms)
+    assert any(m.log_scale.abs().sum() > 0 for m in norms)
+
+
+def test_bits_per_dim_counts_the_data_levels():
+    # An untrained elementwise model on uniform noise: loss = -(log p(y) - D log n) / (D ln 2).
+    obj = Objective(build_elementwise((1, 8, 8)), "image", (1, 8, 8), 17)
+    x = _digits_like(8).x
+    torch.manual_seed(1)
+    bpd = obj(x)
+    torch.manual_seed(1)
+    y, _ = obj.dequantize(x)
+    expected = -(obj.flow.log_prob(y) - 64 * math.log(17)) / (64 * math.log(2))
+    assert torch.allclose(bpd, expected)
+
+
+def test_registry_errors():
+    with pytest.raises(ModelError, match="unknown model"):
+        build_model("nope", (1, 8, 8))
+    with pytest.raises(ModelError, match="for image data"):
+        build_model("glow", (2,))
+    with pytest.raises(ModelError, match="for vector data"):
+        build_model("maf", (1, 8, 8))
+    with pytest.raises(ModelError, match="no option"):
+        build_model("elementwise", (2,), hidden=3)
+    assert isinstance(build_model("elementwise", (2,)), Flow)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="budget"):
+        TrainConfig().validate()
+    with pytest.raises(ConfigError, match="batch-size"):
+        TrainConfig(steps=1, batch_size=0).validate()
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        obj = Objective(build_elementwise((1, 8, 8)), "image", (1, 8, 8), 17)
+        Trainer(TrainConfig(steps=1, batch_size=1000), obj, _digits_like(), None)
