@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from invertible.data import DATASETS, DatasetError, ImageData, VectorData, load_dataset
+
 from data_fakes import (
     CIFAR_TRAIN,
     cifar_bytes,
@@ -21,7 +23,6 @@ from data_fakes import (
     write_image,
     write_mnist_dir,
 )
-from invertible.data import DATASETS, DatasetError, ImageData, VectorData, load_dataset
 
 TRAIN_IMG = "train-images-idx3-ubyte"
 TRAIN_LAB = "train-labels-idx1-ubyte"

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_fakes import cifar_archive, write_cifar_dir, write_mnist_dir
 from invertible.data import DatasetError, load_dataset
 from invertible.data import download as dl
+
+from data_fakes import cifar_archive, write_cifar_dir, write_mnist_dir
 
 GZ = [
     "train-images-idx3-ubyte.gz",

@@ -6,11 +6,12 @@ import io
 
 import pytest
 import torch
-from registry import Case, all_cases
 from torch.autograd.functional import jacobian
 
 import invertible
 from invertible import Bijection, InvalidInputError
+
+from registry import Case, all_cases
 
 CASES = all_cases()
 IDS = [c.name for c in CASES]

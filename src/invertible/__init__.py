@@ -5,11 +5,12 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 """
 
 from . import core, distributions, layers, nets
-from .core import *  # noqa: F403
-from .distributions import *  # noqa: F403
-from .layers import *  # noqa: F403
-from .nets import *  # noqa: F403
+from .core import *
+from .distributions import *
+from .layers import *
+from .nets import *
 
 __version__ = "0.1.0"
 
-__all__ = [*core.__all__, *distributions.__all__, *layers.__all__, *nets.__all__]
+# Built from the submodules so that a new public name needs declaring only once.
+__all__ = [*core.__all__, *distributions.__all__, *layers.__all__, *nets.__all__]  # noqa: PLE0604

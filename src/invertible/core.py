@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "Bijection",
-    "Sequential",
-    "Inverse",
     "InvalidInputError",
+    "Inverse",
+    "Sequential",
     "describe_shape",
     "sum_except_batch",
 ]

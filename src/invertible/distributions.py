@@ -12,11 +12,11 @@ from torch import Tensor, nn
 from .core import Bijection, InvalidInputError, describe_shape, sum_except_batch
 
 __all__ = [
-    "Distribution",
-    "StandardNormal",
     "DiagonalGaussian",
-    "StandardLogistic",
+    "Distribution",
     "Flow",
+    "StandardLogistic",
+    "StandardNormal",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)

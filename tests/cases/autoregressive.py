@@ -2,6 +2,7 @@
 
 from invertible import Inverse, MaskedAutoregressive, Sequential
 from invertible.models.maf import build_maf
+
 from registry import Case
 
 CASES = [

@@ -12,6 +12,7 @@ from invertible.layers.masks import (
 from invertible.models.glow import build_glow
 from invertible.models.realnvp import build_realnvp, build_realnvp_2d
 from invertible.nets import MLP, ConvResNet, GlowConvNet
+
 from registry import Case, perturb_parameters
 
 

@@ -1,5 +1,4 @@
 import torch
-from registry import Case
 
 from invertible import (
     ElementwiseAffine,
@@ -10,6 +9,8 @@ from invertible import (
     Sigmoid,
     SneakyReLU,
 )
+
+from registry import Case
 
 
 def _unit_interval(b, shape):

@@ -1,6 +1,7 @@
 import torch
 
 from invertible import ActNorm, InvertibleConv1x1, Sequential
+
 from registry import Case, perturb_parameters
 
 

@@ -1,6 +1,7 @@
 import torch
 
 from invertible import Inverse, InvertibleConv1x1, Permute, Reverse, Sequential
+
 from registry import Case
 
 

@@ -1,6 +1,7 @@
 import torch
 
 from invertible import ElementwiseAffine, Inverse, LogitTransform, Scale, Sequential
+
 from registry import Case
 
 

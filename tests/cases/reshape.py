@@ -1,5 +1,3 @@
-from registry import Case
-
 from invertible import (
     ElementwiseAffine,
     FactorOut,
@@ -10,6 +8,8 @@ from invertible import (
     SneakyReLU,
     Squeeze,
 )
+
+from registry import Case
 
 CASES = [
     Case("squeeze", Squeeze, (2, 4, 6), bad_shapes=[(2, 3, 4)]),

@@ -1,4 +1,4 @@
-"""Layer families, one module each; every class here is a ``Bijection``."""
+"""Layer families, one module each: bijections, masks and the MADE conditioner."""
 
 from . import (
     autoregressive,
@@ -12,16 +12,16 @@ from . import (
     preprocessing,
     reshape,
 )
-from .autoregressive import *  # noqa: F403
-from .circular_conv import *  # noqa: F403
-from .coupling import *  # noqa: F403
-from .downsampling import *  # noqa: F403
-from .elementwise import *  # noqa: F403
-from .masks import *  # noqa: F403
-from .normalization import *  # noqa: F403
-from .permutation import *  # noqa: F403
-from .preprocessing import *  # noqa: F403
-from .reshape import *  # noqa: F403
+from .autoregressive import *
+from .circular_conv import *
+from .coupling import *
+from .downsampling import *
+from .elementwise import *
+from .masks import *
+from .normalization import *
+from .permutation import *
+from .preprocessing import *
+from .reshape import *
 
 __all__ = [
     name

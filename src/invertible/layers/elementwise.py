@@ -17,9 +17,9 @@ from ..core import Bijection, InvalidInputError, sum_except_batch
 __all__ = [
     "ElementwiseAffine",
     "Exp",
-    "Sigmoid",
-    "Logit",
     "LeakyReLU",
+    "Logit",
+    "Sigmoid",
     "SneakyReLU",
 ]
 

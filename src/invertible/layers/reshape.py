@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..core import Bijection, InvalidInputError
 
-__all__ = ["Squeeze", "Reshape", "Flatten", "FactorOut"]
+__all__ = ["FactorOut", "Flatten", "Reshape", "Squeeze"]
 
 # Sub-pixel order of a 2x2 block, (row, col). The diagonal pair comes first, so that the
 # first half of the squeezed channels is one colour of a checkerboard and the second half

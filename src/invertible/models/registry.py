@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from ..core import Bijection, InvalidInputError, Sequential
+from ..core import Bijection, Sequential
 from ..distributions import Flow, StandardNormal
-from ..layers.elementwise import ElementwiseAffine, Logit, SneakyReLU
+from ..layers.elementwise import ElementwiseAffine, SneakyReLU
+from ..layers.preprocessing import LogitTransform
 
 __all__ = [
     "MODELS",
@@ -66,34 +65,6 @@ class ModelSpec:
             raise ModelError(f"model '{self.name}' is not available: {module} has no {func}") from e
 
 
-class _UnitToReal(Bijection):
-    """``[0, 1] -> R``: ``logit(alpha + (1 - 2 alpha) x)`` (RealNVP's preprocessing).
-
-    Any shape ``(B, ...)``; the affine squash keeps the logit finite at 0 and 1.
-    """
-
-    def __init__(self, alpha: float = 0.05) -> None:
-        super().__init__()
-        if not 0 < alpha < 0.5:
-            raise ValueError(f"_UnitToReal: alpha must lie in (0, 0.5), got {alpha}")
-        self.alpha = float(alpha)
-        self.logit = Logit()
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x, [("B", "...")])
-        if not bool(((x >= 0) & (x <= 1)).all()):
-            raise InvalidInputError("_UnitToReal: input must lie in [0, 1]")
-        scale = 1 - 2 * self.alpha
-        z, ld = self.logit(self.alpha + scale * x)
-        return z, ld + x[0].numel() * math.log(scale)
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(z, [("B", "...")])
-        scale = 1 - 2 * self.alpha
-        y, ld = self.logit.inverse(z)
-        return (y - self.alpha) / scale, ld - z[0].numel() * math.log(scale)
-
-
 def build_elementwise(shape: Sequence[int], depth: int = 2, image: bool = True) -> Flow:
     """A factorised baseline: every dimension gets its own 1-D flow, no interactions.
 
@@ -102,7 +73,7 @@ def build_elementwise(shape: Sequence[int], depth: int = 2, image: bool = True) 
     if depth < 1:
         raise ModelError(f"elementwise: depth must be >= 1, got {depth}")
     shape = tuple(shape)
-    layers: list[Bijection] = [_UnitToReal()] if image else []
+    layers: list[Bijection] = [LogitTransform(0.05)] if image else []
     for _ in range(depth):
         layers += [ElementwiseAffine(shape), SneakyReLU(0.5)]
     layers.append(ElementwiseAffine(shape))
@@ -138,7 +109,6 @@ for _spec in (
         "invertible.models.realnvp:build_realnvp",
         frozenset({"image"}),
         "RealNVP: checkerboard/channel affine couplings, multi-scale",
-        defaults={"levels": 2, "depth": 4, "hidden": 64},
     ),
     ModelSpec(
         "maf",
