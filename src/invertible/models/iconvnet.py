@@ -1,0 +1,211 @@
+"""The i-ConvNet of Finzi et al. (2019): a fully convolutional, multi-scale normalizing flow.
+
+Data ``x`` in [0, 1] (dequantized ``(k + u) / n_bins``) goes through a logit, then scales
+of ``depth`` blocks ``[CircularConv2d -> ActNorm -> SneakyReLU]`` closed by a linear
+``[CircularConv2d -> ActNorm]``. Between scales an invertible 2x2 downsampling
+quadruples the channels and half of them are factored out as latents (RealNVP/Glow
+multi-scale). Latents are laid out like the input, so the base is ``StandardNormal(shape)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..core import Bijection, Inverse, Sequential
+from ..distributions import Flow, StandardNormal
+from ..layers.circular_conv import CircularConv2d
+from ..layers.coupling import AffineCoupling
+from ..layers.downsampling import HaarDownsample, InvertibleAvgPool2d, NNDownsample
+from ..layers.elementwise import SneakyReLU
+from ..layers.masks import channel_mask, checkerboard_mask
+from ..layers.normalization import ActNorm
+from ..layers.preprocessing import LogitTransform
+from ..layers.reshape import FactorOut, Squeeze
+from ..nets import ConvResNet
+
+__all__ = ["IConvNet", "build_iconvnet"]
+
+Downsample = Literal["checkerboard", "nn", "avgpool", "haar"]
+
+_DOWNSAMPLERS: dict[str, Callable[[], Bijection]] = {
+    "checkerboard": Squeeze,
+    "nn": NNDownsample,
+    "avgpool": InvertibleAvgPool2d,
+    "haar": HaarDownsample,
+}
+
+
+def _fitting_kernel(k: int, h: int, w: int) -> int:
+    """The largest odd kernel size <= k that fits an h x w image."""
+    fit = min(k, h, w)
+    return fit if fit % 2 else fit - 1
+
+
+class IConvNet(Bijection):
+    """i-ConvNet bijection on ``(B, C, H, W)`` images in [0, 1]; latents of the same shape.
+
+    ``levels`` scales; with ``stem=True`` (default) the input is downsampled once before the
+    first scale (Glow-style, so a 1-channel image is mixed over 4 channels from the start),
+    and each later scale runs at half the previous resolution on ``keep`` of the
+    downsampled channels (default half). ``H`` and ``W`` must be divisible by
+    ``2 ** (levels - 1 + stem)``. Kernels that do not fit a small scale shrink to the
+    largest odd size that does (down to 1x1).
+
+    ``hybrid=True`` adds an ``AffineCoupling`` (a ``ConvResNet`` of width
+    ``coupling_hidden``) after every block, with alternating channel halves (or a
+    checkerboard when a scale has one channel); the pure design is ``hybrid=False``.
+    ``actnorm=False`` uses the convolutions' own bias instead of ActNorm.
+    ``logit_alpha=None`` drops the logit preprocessing (then the input is any real image).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        levels: int = 2,
+        depth: int = 4,
+        kernel_size: int = 3,
+        downsample: Downsample = "checkerboard",
+        hybrid: bool = False,
+        *,
+        stem: bool = True,
+        keep: float = 0.5,
+        slope: float = 0.2,
+        actnorm: bool = True,
+        logit_alpha: float | None = 0.05,
+        linalg: Literal["complex", "real"] = "complex",
+        coupling_hidden: int = 32,
+        strict: bool = False,
+    ) -> None:
+        super().__init__()
+        name = "IConvNet"
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"{name}: shape must be (C, H, W) with positive sizes, got {shape}")
+        if levels < 1 or depth < 0:
+            raise ValueError(f"{name}: need levels >= 1 and depth >= 0, got {levels}, {depth}")
+        if downsample not in _DOWNSAMPLERS:
+            raise ValueError(
+                f"{name}: downsample must be one of {sorted(_DOWNSAMPLERS)}, got {downsample!r}"
+            )
+        if not 0 < keep < 1:
+            raise ValueError(f"{name}: keep must be a fraction in (0, 1), got {keep}")
+        c, h, w = (int(s) for s in shape)
+        factor = 2 ** (levels - 1 + int(stem))
+        if h % factor or w % factor:
+            raise ValueError(
+                f"{name}: {h}x{w} images cannot be halved {levels - 1 + int(stem)} times "
+                f"(levels={levels}, stem={stem}); use fewer levels or stem=False"
+            )
+        self.shape = (c, h, w)
+        self.config = {
+            "levels": levels,
+            "depth": depth,
+            "kernel_size": kernel_size,
+            "downsample": downsample,
+            "hybrid": hybrid,
+            "stem": stem,
+            "keep": keep,
+            "slope": slope,
+            "actnorm": actnorm,
+            "logit_alpha": logit_alpha,
+            "linalg": linalg,
+            "coupling_hidden": coupling_hidden,
+        }
+        self._conv_kw = {"linalg": linalg, "strict": strict}
+        parts: list[Bijection] = []
+        if logit_alpha is not None:
+            parts.append(LogitTransform(logit_alpha))
+        if stem:
+            parts += [
+                _DOWNSAMPLERS[downsample](),
+                self._scale(4 * c, h // 2, w // 2, levels),
+                Inverse(_DOWNSAMPLERS[downsample]()),
+            ]
+        else:
+            parts.append(self._scale(c, h, w, levels))
+        self.net = Sequential(*parts)
+
+    def _linear(self, c: int, h: int, w: int) -> list[Bijection]:
+        cfg = self.config
+        k = _fitting_kernel(cfg["kernel_size"], h, w)
+        conv = CircularConv2d(c, k, bias=not cfg["actnorm"], image_size=(h, w), **self._conv_kw)
+        return [conv, ActNorm(c)] if cfg["actnorm"] else [conv]
+
+    def _coupling(self, c: int, h: int, w: int, i: int) -> Bijection:
+        hidden = self.config["coupling_hidden"]
+
+        def net(n_in: int, n_out: int) -> ConvResNet:
+            return ConvResNet(n_in, n_out, hidden, blocks=1)
+
+        if c >= 2:
+            return AffineCoupling(channel_mask(c, flip=bool(i % 2)), net)
+        return AffineCoupling(checkerboard_mask(h, w, flip=bool(i % 2)), net)
+
+    def _scale(self, c: int, h: int, w: int, levels_left: int) -> Sequential:
+        cfg = self.config
+        layers: list[Bijection] = []
+        for i in range(cfg["depth"]):
+            layers += [*self._linear(c, h, w), SneakyReLU(cfg["slope"])]
+            if cfg["hybrid"]:
+                layers.append(self._coupling(c, h, w, i))
+        layers += self._linear(c, h, w)
+        if levels_left > 1:
+            keep = max(1, min(4 * c - 1, round(cfg["keep"] * 4 * c)))
+            down = _DOWNSAMPLERS[cfg["downsample"]]
+            layers += [
+                down(),
+                FactorOut(keep, self._scale(keep, h // 2, w // 2, levels_left - 1)),
+                Inverse(down()),
+            ]
+        return Sequential(*layers)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, [("B", *self.shape)])
+        return self.net(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, [("B", *self.shape)])
+        return self.net.inverse(z)
+
+    # -- numerical health of the convolutions --------------------------------------------------
+    def convolutions(self) -> list[CircularConv2d]:
+        return [m for m in self.modules() if isinstance(m, CircularConv2d)]
+
+    def condition_numbers(self) -> list[float]:
+        """The condition number of each convolution at its own scale's image size."""
+        return [m.condition_number() for m in self.convolutions()]
+
+    def conditioning_penalty(self) -> Tensor:
+        """Sum of the convolutions' singular-value barriers; add ``lambda *`` it to the loss."""
+        convs = self.convolutions()
+        return torch.stack([m.conditioning_penalty() for m in convs]).sum()
+
+    @torch.no_grad()
+    def clip_singular_values_(self) -> None:
+        """One singular-value clipping projection of every convolution (after a step)."""
+        for m in self.convolutions():
+            m.clip_singular_values_()
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, " + ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+
+
+def build_iconvnet(
+    shape: tuple[int, int, int],
+    levels: int = 2,
+    depth: int = 4,
+    kernel_size: int = 3,
+    downsample: Downsample = "checkerboard",
+    hybrid: bool = False,
+    **kwargs,
+) -> Flow:
+    """An i-ConvNet ``Flow`` for images of ``shape = (C, H, W)`` scaled to [0, 1].
+
+    The base is ``StandardNormal(shape)``; ``flow.bits_per_dim(x, n_bins)`` takes
+    dequantized ``x = (k + u) / n_bins``. Keyword arguments go to ``IConvNet``.
+    """
+    net = IConvNet(shape, levels, depth, kernel_size, downsample, hybrid, **kwargs)
+    return Flow(net, StandardNormal(shape))

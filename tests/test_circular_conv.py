@@ -1,0 +1,278 @@
+"""CircularConv2d against dense linear algebra, its two linalg paths, cache and conditioning."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+
+import pytest
+import torch
+
+from invertible import (
+    CircularConv2d,
+    ConditioningWarning,
+    IllConditionedError,
+    InvalidInputError,
+)
+
+
+def _layer(c, k, seed=0, scale=0.3, **kw) -> CircularConv2d:
+    torch.manual_seed(seed)
+    m = CircularConv2d(c, k, **kw).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return m
+
+
+def _dense(m: CircularConv2d, h: int, w: int) -> torch.Tensor:
+    """The explicit (C h w) x (C h w) matrix of the convolution without bias."""
+    c = m.channels
+    eye = torch.eye(c * h * w, dtype=m.weight.dtype).reshape(-1, c, h, w)
+    with torch.no_grad():
+        cols, _ = m(eye)
+    if m.bias is not None:
+        cols = cols - m.bias.view(1, -1, 1, 1)
+    return cols.reshape(c * h * w, c * h * w).T
+
+
+SIZES = [(2, 3, 4, 6), (3, 1, 3, 3), (2, 5, 5, 7), (1, 3, 6, 5), (4, 3, 3, 4)]
+
+
+@pytest.mark.parametrize("c,k,h,w", SIZES)
+@pytest.mark.parametrize(
+    "linalg,solver",
+    [("complex", "lu"), ("real", "lu"), ("complex", "inverse"), ("real", "inverse")],
+)
+def test_logdet_and_inverse_match_dense(c, k, h, w, linalg, solver):
+    m = _layer(c, k, linalg=linalg, solver=solver)
+    dense = _dense(m, h, w)
+    x = torch.randn(3, c, h, w, dtype=torch.float64)
+    with torch.no_grad():
+        z, ld = m(x)
+        x_inv, ld_inv = m.inverse(z)
+    assert torch.allclose(ld, torch.linalg.slogdet(dense).logabsdet.expand(3), atol=1e-9)
+    assert torch.allclose(ld_inv, -ld, atol=1e-12)
+    rhs = (z - m.bias.view(1, -1, 1, 1)).reshape(3, -1).T
+    x_dense = torch.linalg.solve(dense, rhs).T.reshape(x.shape)
+    torch.testing.assert_close(x_inv, x_dense, rtol=1e-10, atol=1e-11)
+    torch.testing.assert_close(x_inv, x, rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("c,k,h,w", SIZES)
+def test_singular_values_and_condition_number_match_dense(c, k, h, w):
+    m = _layer(c, k)
+    dense = _dense(m, h, w)
+    s_dense = torch.linalg.svdvals(dense)
+    s = m.singular_values(h, w)
+    assert s.shape == (h, w, c)
+    torch.testing.assert_close(s.flatten().sort().values, s_dense.sort().values)
+    cond = m.condition_number(h, w)
+    assert cond == pytest.approx((s_dense.max() / s_dense.min()).item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
+def test_complex_and_real_lifting_paths_agree(dtype, tol):
+    a = _layer(5, 3, seed=3).to(dtype)
+    b = _layer(5, 3, seed=3, linalg="real").to(dtype)
+    x = torch.randn(4, 5, 7, 6, dtype=dtype)
+    with torch.no_grad():
+        za, lda = a(x)
+        zb, ldb = b(x)
+        xa, _ = a.inverse(za)
+        xb, _ = b.inverse(za)
+    torch.testing.assert_close(zb, za, rtol=0, atol=0)
+    torch.testing.assert_close(ldb, lda, rtol=tol, atol=tol * abs(lda[0].item()))
+    torch.testing.assert_close(xb, xa, rtol=tol, atol=tol)
+    # With gradients on, both paths differentiate to the same weight gradient.
+    grads = []
+    for m in (a, b):
+        m.zero_grad()
+        m.logabsdet(7, 6).backward()
+        grads.append(m.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_spatial_and_fft_forward_agree(k):
+    a = _layer(3, k, method="spatial")
+    b = _layer(3, k, method="fft")
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
+    torch.testing.assert_close(b(x)[0], a(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_logdet_gradient_is_exact():
+    m = _layer(2, 3)
+    w = m.weight.detach().clone().requires_grad_(True)
+
+    m.zero_grad()
+    m.logabsdet(4, 5).backward()
+    dense_logdet = torch.linalg.slogdet(_dense_from_weight(w, 4, 5)).logabsdet
+    (expected,) = torch.autograd.grad(dense_logdet, w)
+    torch.testing.assert_close(m.weight.grad, expected, rtol=1e-9, atol=1e-10)
+
+
+def _dense_from_weight(weight: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Differentiable dense matrix of a circular conv with ``weight`` (reference only)."""
+    c, k = weight.shape[0], weight.shape[-1]
+    p = k // 2
+    eye = torch.eye(c * h * w, dtype=weight.dtype).reshape(-1, c, h, w)
+    padded = torch.nn.functional.pad(eye, (p, p, p, p), mode="circular")
+    cols = torch.nn.functional.conv2d(padded, weight)
+    return cols.reshape(c * h * w, c * h * w).T
+
+
+def test_float32_round_trip_within_condition_bound():
+    m = CircularConv2d(16, 3)
+    x = torch.randn(8, 16, 12, 10)
+    with torch.no_grad():
+        z, _ = m(x)
+        x2, _ = m.inverse(z)
+    err = ((x2 - x).norm() / x.norm()).item()
+    bound = 10 * m.condition_number() * torch.finfo(torch.float32).eps
+    assert err <= bound, f"relative error {err:.2e} above 10 cond eps = {bound:.2e}"
+
+
+def test_factors_are_reused_across_batches_and_invalidated_by_optimizer_step():
+    m = _layer(3, 3).float()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x = torch.randn(4, 3, 5, 6)
+    with torch.no_grad():
+        z, _ = m(x)
+        m.inverse(z)
+        lu_before = m._factors(5, 6)[0]
+        m.inverse(torch.randn(2, 3, 5, 6))
+        assert m._factors(5, 6)[0] is lu_before, "factors recomputed for the same weights"
+        ld_before = m(x)[1][0].item()
+    # A training step with gradients: the log-det carries gradient to the weight.
+    z, ld = m(x)
+    loss = -(ld.mean() - 0.5 * (z**2).sum() / x.shape[0])
+    loss.backward()
+    assert m.weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        z_new, ld_new = m(x)
+        x_new, _ = m.inverse(z_new)
+        assert m._factors(5, 6)[0] is not lu_before
+    assert ld_new[0].item() != ld_before
+    fresh = torch.linalg.slogdet(_dense(copy.deepcopy(m).double(), 5, 6)).logabsdet.item()
+    assert ld_new[0].item() == pytest.approx(fresh, rel=1e-5, abs=1e-4)
+    torch.testing.assert_close(x_new, x, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_invalidated_by_load_state_dict_and_to():
+    a, b = _layer(2, 3, seed=1), _layer(2, 3, seed=2)
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        za, _lda = a(x)
+        a.inverse(za)
+        buf = io.BytesIO()
+        torch.save(b.state_dict(), buf)
+        buf.seek(0)
+        a.load_state_dict(torch.load(buf, weights_only=True))
+        zb, ldb = b(x)
+        torch.testing.assert_close(a(x)[1], ldb, rtol=0, atol=0)
+        torch.testing.assert_close(a.inverse(zb)[0], b.inverse(zb)[0], rtol=0, atol=0)
+        a32 = a.float()
+        x32, _ = a32.inverse(zb.float())
+        assert x32.dtype == torch.float32
+        torch.testing.assert_close(x32, x.float(), rtol=1e-4, atol=1e-4)
+        assert a32(x.float())[1].dtype == torch.float32
+
+
+def test_in_place_weight_edit_invalidates_cache():
+    m = _layer(2, 3)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        ld0 = m(x)[1]
+        m.weight.mul_(2.0)  # every block doubles: log|det| grows by C h w log 2
+        ld1 = m(x)[1]
+    torch.testing.assert_close(
+        ld1 - ld0,
+        torch.full_like(ld0, 2 * 25 * torch.log(torch.tensor(2.0, dtype=torch.float64)).item()),
+    )
+
+
+def _near_singular(c=4, strict=False, tolerance=1e-3) -> CircularConv2d:
+    m = CircularConv2d(c, 3, init="identity", init_noise=0.0, strict=strict, tolerance=tolerance)
+    with torch.no_grad():
+        m.weight[0, 0, 1, 1] = 1e-6  # one channel almost annihilated at every frequency
+    return m
+
+
+def test_conditioning_guard_warns_on_near_singular_kernel():
+    m = _near_singular()
+    z = torch.randn(2, 4, 6, 6)
+    with pytest.warns(ConditioningWarning, match="condition number"):
+        m.inverse(z)
+    assert m.condition_number(6, 6) == pytest.approx(1e6, rel=1e-3)
+    with warnings.catch_warnings():  # warned once per weight value, not per call
+        warnings.simplefilter("error")
+        m.inverse(z)
+
+
+def test_conditioning_guard_raises_when_strict():
+    m = _near_singular(strict=True)
+    with pytest.raises(IllConditionedError, match="strict"):
+        m.inverse(torch.randn(2, 4, 6, 6))
+    # The same kernel in float64 is well within tolerance.
+    ok = _near_singular(strict=True).double()
+    x, _ = ok.inverse(torch.randn(2, 4, 6, 6, dtype=torch.float64))
+    assert torch.isfinite(x).all()
+
+
+def test_guard_quiet_on_well_conditioned_kernel():
+    m = CircularConv2d(8, 3, strict=True)
+    assert m.condition_number(8, 8) < 2.0  # orthogonal init plus small noise
+    m.inverse(torch.randn(2, 8, 8, 8))
+
+
+def test_singular_value_clipping_improves_conditioning():
+    m = _layer(4, 3, seed=5, scale=0.6).float()
+    before = m.condition_number(8, 8)
+    lo, hi = 0.5, 2.0
+    for _ in range(5):
+        m.clip_singular_values_(8, 8, bounds=(lo, hi))
+    after = m.condition_number(8, 8)
+    # Truncating to the k x k support after each clip makes this an alternating
+    # projection: it contracts towards the bounds rather than landing on them at once.
+    assert after < before / 10, f"condition {before:.1f} -> {after:.1f}"
+    assert m.singular_values(8, 8).max().item() < 1.2 * hi
+
+
+def test_conditioning_penalty_is_a_barrier():
+    m = _layer(3, 3, seed=7, scale=0.6)
+    s = m.singular_values(6, 6)
+    lo, hi = s.min().item(), s.max().item()
+    assert m.conditioning_penalty(6, 6, bounds=(lo * 0.9, hi * 1.1)).item() == 0.0
+    penalty = m.conditioning_penalty(6, 6, bounds=(lo * 4, hi))
+    assert penalty.item() > 0
+    penalty.backward()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    opt.step()
+    assert m.singular_values(6, 6).min().item() > lo
+
+
+def test_invalid_configurations():
+    with pytest.raises(ValueError, match="odd"):
+        CircularConv2d(2, 4)
+    with pytest.raises(ValueError, match="linalg"):
+        CircularConv2d(2, 3, linalg="quaternion")
+    m = CircularConv2d(2, 5)
+    with pytest.raises(InvalidInputError, match="kernel_size 5"):
+        m(torch.randn(1, 2, 4, 8))
+    with pytest.raises(InvalidInputError, match="kernel_size 5"):
+        m.inverse(torch.randn(1, 2, 8, 3))
+    with pytest.raises(InvalidInputError, match="float64"):
+        m(torch.randn(1, 2, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="image size"):
+        CircularConv2d(2, 3).condition_number()
+
+
+def test_inverse_differentiable_in_training():
+    m = _layer(2, 3)
+    z = torch.randn(2, 2, 4, 5, dtype=torch.float64)
+    x, ld = m.inverse(z)
+    (x.sum() + ld.sum()).backward()
+    assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0

@@ -1,0 +1,163 @@
+"""The i-ConvNet flow: structure, exact inverse, and a short training run on real images."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from invertible import CircularConv2d, Flow, InvalidInputError
+from invertible.layers.coupling import AffineCoupling
+from invertible.models.iconvnet import IConvNet, build_iconvnet
+
+DIGIT_BINS = 17  # load_digits has grey levels 0..16
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1)
+    return images[:1400], images[1400:]
+
+
+def _dequantize(levels: torch.Tensor, n_bins: int) -> torch.Tensor:
+    return (levels + torch.rand_like(levels)) / n_bins
+
+
+def _test_bpd(flow: Flow, test: torch.Tensor, n_bins: int) -> float:
+    flow.eval()
+    torch.manual_seed(123)
+    with torch.no_grad():
+        bpd = flow.bits_per_dim(_dequantize(test, n_bins), n_bins).mean().item()
+    flow.train()
+    return bpd
+
+
+def _data_init(flow: Flow, train: torch.Tensor, n_bins: int) -> None:
+    flow.train()
+    with torch.no_grad():  # ActNorm's data-dependent init on a larger batch
+        flow.log_prob(_dequantize(train[:256], n_bins))
+
+
+def _train(flow: Flow, train: torch.Tensor, n_bins: int, steps: int, lr: float, batch: int):
+    opt = torch.optim.Adam(flow.parameters(), lr=lr)
+    flow.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(train), (batch,))
+        loss = flow.bits_per_dim(_dequantize(train[idx], n_bins), n_bins).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("downsample", ["checkerboard", "nn", "avgpool", "haar"])
+def test_structure_and_exact_inverse(downsample):
+    flow = build_iconvnet((1, 8, 8), downsample=downsample).double()
+    net = flow.bijection
+    assert isinstance(net, IConvNet)
+    convs = net.convolutions()
+    # stem: 4 channels at 4x4 (3x3 kernels), then 2 of 16 channels... kept half: 8 at 2x2 (1x1).
+    assert sorted({(m.channels, m.kernel_size) for m in convs}) == [(4, 3), (8, 1)]
+    assert len(convs) == 2 * (4 + 1)
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        z, ld = net(x)
+        x2, ld2 = net.inverse(z)
+    assert z.shape == x.shape
+    torch.testing.assert_close(x2, x, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ld2, -ld, rtol=1e-10, atol=1e-8)
+
+
+def test_mnist_shape_defaults_and_hybrid():
+    pure = build_iconvnet((1, 28, 28))
+    shapes = sorted({(m.channels, m._last_hw) for m in pure.bijection.convolutions()})
+    assert shapes == [(4, (14, 14)), (8, (7, 7))]  # 28 -> 14 -> 7
+    hybrid = build_iconvnet((1, 28, 28), hybrid=True, coupling_hidden=8)
+    couplings = [m for m in hybrid.modules() if isinstance(m, AffineCoupling)]
+    assert len(couplings) == 2 * 4
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        for flow in (pure, hybrid):
+            z, _ = flow.bijection(x)
+            x2, _ = flow.bijection.inverse(z)
+            assert ((x2 - x).abs().max()) < 1e-4
+            assert flow.sample(2).shape == (2, 1, 28, 28)
+
+
+def test_invalid_configurations():
+    with pytest.raises(ValueError, match="halved"):
+        IConvNet((1, 28, 28), levels=3)  # 28 -> 14 -> 7 -> ?
+    IConvNet((1, 28, 28), levels=3, stem=False)
+    with pytest.raises(ValueError, match="downsample"):
+        IConvNet((1, 8, 8), downsample="bilinear")
+    net = IConvNet((1, 8, 8))
+    with pytest.raises(InvalidInputError, match="IConvNet"):
+        net(torch.rand(2, 1, 8, 6))
+    with pytest.raises(InvalidInputError, match="LogitTransform"):
+        net(torch.rand(2, 1, 8, 8) + 2.0)
+
+
+def test_conditioning_controls_cover_every_convolution():
+    flow = build_iconvnet((1, 8, 8), depth=2)
+    net = flow.bijection
+    with torch.no_grad():
+        for m in net.convolutions():
+            m.weight.mul_(torch.linspace(0.01, 3.0, m.channels).view(-1, 1, 1, 1))
+    conds = net.condition_numbers()
+    assert len(conds) == len(net.convolutions()) and max(conds) > 100
+    penalty = net.conditioning_penalty()
+    assert penalty.item() > 0
+    penalty.backward()
+    assert all(m.weight.grad.abs().sum() > 0 for m in net.convolutions())
+    for _ in range(3):
+        net.clip_singular_values_()
+    assert max(net.condition_numbers()) < max(conds) / 5
+
+
+def test_short_training_on_digits_improves_bits_per_dim():
+    """Pure i-ConvNet on sklearn's 8x8 digits (17 grey levels): 200 Adam steps.
+
+    Test-set bits/dim fall from ~4.1 right after ActNorm's data init (~7 before it) to
+    ~2.7 (seeds 0-2: 2.66-2.69); we require >= 1.0 bit/dim of gain from training.
+    """
+    torch.manual_seed(0)
+    train, test = _digits()
+    flow = build_iconvnet((1, 8, 8))
+    _data_init(flow, train, DIGIT_BINS)
+    before = _test_bpd(flow, test, DIGIT_BINS)
+    _train(flow, train, DIGIT_BINS, steps=200, lr=1e-2, batch=64)
+    after = _test_bpd(flow, test, DIGIT_BINS)
+    assert np.isfinite(after)
+    assert after <= before - 1.0, f"bits/dim {before:.3f} -> {after:.3f}"
+    # The trained flow is still exactly invertible in float32 and samples are finite.
+    x = _dequantize(test[:16], DIGIT_BINS)
+    with torch.no_grad():
+        z, _ = flow.bijection(x)
+        x2, _ = flow.bijection.inverse(z)
+    assert ((x2 - x).norm() / x.norm()).item() < 1e-4
+    assert torch.isfinite(flow.sample(8)).all()
+    assert all(isinstance(m, CircularConv2d) for m in flow.bijection.convolutions())
+
+
+def _mnist(mnist_dir, n: int) -> torch.Tensor:
+    with gzip.open(mnist_dir / "train-images-idx3-ubyte.gz", "rb") as f:
+        data = np.frombuffer(f.read(), dtype=np.uint8, offset=16)
+    return torch.tensor(data.reshape(-1, 1, 28, 28)[:n], dtype=torch.float32)
+
+
+@pytest.mark.slow
+def test_mnist_training_improves_bits_per_dim(mnist_dir):
+    """Pure i-ConvNet, 300 steps on 8-bit MNIST: test bits/dim improve by >= 2 bits.
+
+    Measured (seed 0, 1 thread, ~15 s): 5.88 after ActNorm init -> 2.76.
+    """
+    torch.manual_seed(0)
+    images = _mnist(mnist_dir, 11000)
+    train, test = images[:10000], images[10000:]
+    flow = build_iconvnet((1, 28, 28))
+    _data_init(flow, train, 256)
+    before = _test_bpd(flow, test, 256)
+    _train(flow, train, 256, steps=300, lr=5e-3, batch=64)
+    after = _test_bpd(flow, test, 256)
+    assert after <= before - 2.0, f"bits/dim {before:.3f} -> {after:.3f}"
