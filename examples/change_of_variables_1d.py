@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,18 +20,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from invertible import Flow, Inverse, Scale, StandardNormal
-
-
-def save_figure(fig, path: Path) -> None:
-    """Write the PNG atomically: a temp file in the same folder, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+from invertible.training.plots import save_figure
 
 
 def main() -> None:

@@ -17,8 +17,6 @@ margin there; more depth and steps sharpen them.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from sklearn.datasets import make_moons
 
 from invertible import Flow
 from invertible.models.realnvp import build_realnvp_2d
+from invertible.training.plots import save_figure
 
 # Nats per point by which the flow must beat a Gaussian on held-out data.
 MARGIN = {"moons": 1.0, "rings": 0.4}
@@ -69,17 +68,6 @@ def fit(train: torch.Tensor, steps: int, depth: int, hidden: int, seed: int) -> 
         sched.step()
     return flow.eval()
 
-
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Write atomically: a temporary file in the same directory, then a rename."""
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot(name: str, flow: Flow, train: torch.Tensor, ll: float, gauss_ll: float, path: Path):

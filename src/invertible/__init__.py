@@ -4,13 +4,20 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 ``inverse(z) -> (x, logabsdet)``, with ``logabsdet`` of shape ``(batch,)``.
 """
 
-from . import core, distributions, layers, nets
+from . import core, distributions, layers, models, nets
 from .core import *
 from .distributions import *
 from .layers import *
+from .models import *
 from .nets import *
 
 __version__ = "0.1.0"
 
 # Built from the submodules so that a new public name needs declaring only once.
-__all__ = [*core.__all__, *distributions.__all__, *layers.__all__, *nets.__all__]  # noqa: PLE0604
+__all__ = [  # noqa: PLE0604
+    *core.__all__,
+    *distributions.__all__,
+    *layers.__all__,
+    *models.__all__,
+    *nets.__all__,
+]

@@ -1,5 +1,27 @@
-"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF) and a name -> builder registry."""
+"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF) and a name -> builder registry.
 
+Every builder returns an ``invertible.Flow``; image models take data in [0, 1]
+(dequantized ``(k + u) / n_bins``) of shape ``(B, C, H, W)``.
+"""
+
+from .glow import build_glow, glow_step
+from .iconvnet import IConvNet, build_iconvnet
+from .maf import build_maf
+from .realnvp import build_realnvp, build_realnvp_2d
 from .registry import MODELS, ModelError, ModelSpec, build_model, model_names, register_model
 
-__all__ = ["MODELS", "ModelError", "ModelSpec", "build_model", "model_names", "register_model"]
+__all__ = [
+    "MODELS",
+    "IConvNet",
+    "ModelError",
+    "ModelSpec",
+    "build_glow",
+    "build_iconvnet",
+    "build_maf",
+    "build_model",
+    "build_realnvp",
+    "build_realnvp_2d",
+    "glow_step",
+    "model_names",
+    "register_model",
+]

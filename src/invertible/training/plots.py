@@ -12,7 +12,14 @@ from PIL import Image
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["image_grid", "levels_to_uint8", "save_image_grid", "save_loss_curve", "save_scatter"]
+__all__ = [
+    "image_grid",
+    "levels_to_uint8",
+    "save_figure",
+    "save_image_grid",
+    "save_loss_curve",
+    "save_scatter",
+]
 
 
 def levels_to_uint8(levels: np.ndarray, n_bins: int) -> np.ndarray:
@@ -58,6 +65,13 @@ def _figure_bytes(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG atomically (never a half-written file)."""
+    path = Path(path)
+    atomic_write_bytes(path, _figure_bytes(fig))
+    return path
 
 
 def save_scatter(points: np.ndarray, path: str | Path, title: str = "") -> Path:
