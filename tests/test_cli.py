@@ -150,6 +150,11 @@ def _bad_cases(run_dir, tmp):
         "pickled npy": ["encode", r, "-i", str(tmp / "obj.npy"), "-o", str(tmp / "z.npy")],
         "latents missing": ["decode", r, str(tmp / "none.npy"), "-o", str(tmp / "x.png")],
         "latents wrong shape": ["decode", r, str(tmp / "wrong.npy"), "-o", str(tmp / "x.png")],
+        "unknown model option": ["train", *TINY, "--model-option", "nope=1",
+                                 "--out", str(tmp / "f")],
+        "malformed model option": ["train", *TINY, "--model-option", "depth",
+                                   "--out", str(tmp / "g")],
+        "model option changed on resume": ["train", "--resume", r, "--model-option", "depth=3"],
         "unknown command": ["fly"],
     }
 
@@ -163,6 +168,19 @@ def test_user_mistakes_get_one_line_and_exit_2(run_dir, tmp_path, capsys):
         assert "Traceback" not in err[0]
     assert (tmp_path / "nonempty" / "keep.txt").read_text() == "user's file"
     assert (tmp_path / "exists.png").read_bytes() == b"x"
+
+
+def test_model_options_reach_the_builder_and_persist(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["train", "--model", "iconvnet", "--steps", "2", "--batch-size", "16", "--no-progress",
+            "--model-option", "hybrid=true", "--model-option", "downsample=haar",
+            "--model-option", "depth=1", "--out", str(out)]
+    assert main(argv) == 0
+    opts = json.loads((out / "config.json").read_text())["train"]["model_options"]
+    assert opts == {"hybrid": True, "downsample": "haar", "depth": 1}
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # the run is rebuilt from its saved options
+    assert "hybrid=True" in capsys.readouterr().out
 
 
 def test_force_reuses_a_folder_without_touching_other_files(tmp_path):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 
 __all__ = [
     "Parser",
     "UsageError",
+    "model_option",
     "nonneg_int",
     "output_path",
     "positive_float",
@@ -36,6 +38,18 @@ def _number(kind, text: str, what: str):
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+
+
+def model_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``, the value parsed as JSON when it parses, else text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
 
 
 def positive_int(text: str) -> int:

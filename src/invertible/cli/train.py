@@ -13,6 +13,7 @@ import torch
 
 from .common import (
     UsageError,
+    model_option,
     nonneg_int,
     positive_float,
     positive_int,
@@ -56,6 +57,10 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--levels", type=positive_int, default=None, help="model scales (multi-scale)")
     d.add_argument("--depth", type=positive_int, default=None, help="flow steps per scale")
     d.add_argument("--hidden", type=positive_int, default=None, help="hidden channels/units")
+    d.add_argument("--model-option", type=model_option, action="append", default=None,
+                   metavar="KEY=VALUE", dest="model_option",
+                   help="any other option of the model's builder, VALUE read as JSON when it "
+                   "parses (e.g. hybrid=true, downsample=haar, kernel_size=5); repeatable")
     d.add_argument("--dequant", choices=["uniform", "variational"], default=None,
                    help="dequantization of integer pixels (default uniform)")
     b = p.add_argument_group("budget (training stops at the first one reached)")
@@ -101,7 +106,7 @@ def add_parser(sub: Any) -> None:
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"command", "run", "out", "force", "resume", "no_progress", "stop_at_step",
-            *_MODEL_OPTIONS}
+            "model_option", *_MODEL_OPTIONS}
     return {k: v for k, v in vars(args).items() if v is not None and k not in skip}
 
 
@@ -113,6 +118,10 @@ def _fresh_config(args: argparse.Namespace, kind_of):
     cfg.data = given.get("data", DEFAULT_DATA)
     cfg.model_options = {k: getattr(args, k) for k in _MODEL_OPTIONS
                          if getattr(args, k) is not None}
+    for key, value in args.model_option or []:
+        if key in cfg.model_options:
+            raise UsageError(f"model option '{key}' is given twice")
+        cfg.model_options[key] = value
     if cfg.epochs is None and cfg.steps is None and cfg.max_time is None:
         cfg.epochs = DEFAULT_EPOCHS.get(cfg.data, 20)
         cfg.max_time = DEFAULT_MAX_TIME.get(cfg.data)
@@ -125,7 +134,7 @@ def _resumed_config(args: argparse.Namespace):
     paths, cfg, data = read_run_config(args.resume)
     given = _given(args)
     fixed = sorted(k for k in given if k not in _RESUMABLE)
-    fixed += [k for k in _MODEL_OPTIONS if getattr(args, k) is not None]
+    fixed += [k for k in (*_MODEL_OPTIONS, "model_option") if getattr(args, k) is not None]
     if fixed:
         names = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise UsageError(f"{names} cannot change when resuming (they define the run)")
@@ -261,12 +270,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _default_model(kind: str) -> str:
-    """The i-ConvNet for images (a Glow-style model where it is not built in), MAF else."""
-    if kind != "image":
-        return DEFAULT_MODELS[kind]
-    import importlib.util
-
-    return "iconvnet" if importlib.util.find_spec("invertible.models.iconvnet") else "glow"
+    """The i-ConvNet for images, MAF for vectors."""
+    return DEFAULT_MODELS[kind]
 
 
 def _default_val_every(cfg, n_train: int, world: int) -> int:

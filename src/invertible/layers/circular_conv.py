@@ -260,8 +260,10 @@ class CircularConv2d(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self._validate(x)
         if self._use_fft(h, w):
-            spec = torch.fft.rfft2(x)  # (B, C, h, wr)
-            out = self._blocks(h, w) @ spec.permute(2, 3, 1, 0)  # (h, wr, C, B)
+            # Contiguous frequency-major operands: a strided complex batched matmul falls
+            # back to one copy per frequency on CPU (measured ~1.7x slower overall).
+            spec = torch.fft.rfft2(x).permute(2, 3, 1, 0).contiguous()  # (h, wr, C, B)
+            out = self._blocks(h, w) @ spec  # (h, wr, C, B)
             z = torch.fft.irfft2(out.permute(3, 2, 0, 1).contiguous(), s=(h, w))
             if self.bias is not None:
                 z = z + self.bias.view(1, -1, 1, 1)
@@ -275,7 +277,7 @@ class CircularConv2d(Bijection):
         self.check_conditioning(h, w)
         if self.bias is not None:
             z = z - self.bias.view(1, -1, 1, 1)
-        rhs = torch.fft.rfft2(z).permute(2, 3, 1, 0)  # (h, wr, C, B)
+        rhs = torch.fft.rfft2(z).permute(2, 3, 1, 0).contiguous()  # (h, wr, C, B), as above
         if self._needs_graph():
             blocks = self.spectrum(h, w)
             if self.linalg == "real":
