@@ -92,6 +92,29 @@ def test_lr_schedule_warmup_then_cosine():
     assert t.lr_at(100) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_time_budget_horizon_recovers_from_a_slow_start(monkeypatch):
+    """A slow first 20 steps must not end the cosine schedule early (lr stuck at 0)."""
+    from invertible.training import trainer as trainer_mod
+
+    cfg = TrainConfig(max_time=100.0, warmup=0, lr=1.0, batch_size=16)
+    obj = Objective(build_elementwise((1, 8, 8)), "image", (1, 8, 8), 17)
+    t = Trainer(cfg, obj, _digits_like(), None)
+    clock = [0.0]
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: clock[0])
+    t._t0 = 0.0
+    step_times = [0.5] * 20 + [0.01] * 20_000  # 0.5 s per step while warming up, then fast
+    for n, dt in enumerate(step_times, start=1):
+        clock[0] += dt
+        if clock[0] >= cfg.max_time:
+            break
+        t.step = n
+        t._maybe_plan(0.0, n)
+        if cfg.max_time - clock[0] > 1.0:  # the cosine reaches 0 only at the very end
+            assert t.lr_at(n) > 0, f"learning rate 0 at step {n}, {100 - clock[0]:.1f} s left"
+    steps_that_fit = t.step
+    assert abs(t.planned_steps - steps_that_fit) <= 0.02 * steps_that_fit
+
+
 def test_actnorm_is_initialised_from_data_before_training():
     pytest.importorskip("invertible.models.glow")
     from invertible.layers.normalization import ActNorm

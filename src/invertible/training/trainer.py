@@ -46,6 +46,8 @@ __all__ = ["RunPaths", "TrainSummary", "Trainer", "draw_samples", "evaluate_bpd"
 EVAL_SEED = 1234
 _SINGLE = DistInfo()
 SAMPLE_SEED = 4321
+# With only a time budget, the cosine horizon is re-estimated this often (in steps).
+_REPLAN_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -349,11 +351,17 @@ class Trainer:
         return self.total_steps is None or self.step < self.total_steps
 
     def _maybe_plan(self, t_start: float, steps_done: int) -> None:
-        """With only a time budget, fix the cosine horizon from the measured step rate."""
+        """With only a time budget, set the cosine horizon from the measured step rate.
+
+        Re-planned every ``_REPLAN_EVERY`` steps from the rate over the whole run so far
+        (validation pauses included): a single early estimate, taken while the machine is
+        warming up or busy, can end the schedule halfway and leave the rest of the budget
+        at a learning rate of zero.
+        """
         cfg = self.cfg
-        if self.total_steps is not None or self.planned_steps is not None:
+        if self.total_steps is not None or cfg.max_time is None or steps_done < 20:
             return
-        if cfg.max_time is None or steps_done < 20:
+        if self.planned_steps is not None and steps_done % _REPLAN_EVERY:
             return
         rate = steps_done / max(time.perf_counter() - t_start, 1e-9)
         left = max(cfg.max_time - self._elapsed(), 0.0)
