@@ -75,14 +75,14 @@ def write_table(cells: list[dict]) -> None:
         "MNIST test images with a 95% interval over images (uniform dequantization);",
         "images/s is the median training throughput logged during the run.",
         "",
-        "| model | budget | test bits/dim | steps | train images/s | machine | date |",
-        "|---|---|---|---|---|---|---|",
+        "| model | budget | test bits/dim | steps | train images/s | machine | date | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted(cells, key=lambda c: (c["model"], c["budget_s"])):
         ips = f"{c['images_per_s']:.0f}" if c["images_per_s"] else "-"
         lines.append(f"| {c['model']} {' '.join(c['extra'])} | {c['budget_s'] // 60} min | "
                      f"{c['test_bpd']:.3f} ± {c['ci95']:.3f} | {c['steps']} | {ips} | "
-                     f"{c['machine']} | {c['date']} |")
+                     f"{c['machine']} | {c['date']} | {c.get('note', '')} |")
     lines += ["", "Best published values (long GPU training, for scale):", ""]
     lines += [f"- {k}: {v} bits/dim" for k, v in PUBLISHED.items()]
     (RESULTS / "mnist_budget.md").write_text("\n".join(lines) + "\n")
@@ -94,19 +94,27 @@ def main() -> int:
     p.add_argument("--budgets", nargs="+", type=int, default=[600, 1800])
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     p.add_argument("--runs-dir", type=Path, default=None, help="keep run folders here")
+    p.add_argument("--note", default="", help="a remark stored with each cell of this run")
+    p.add_argument("--table-only", action="store_true",
+                   help="only rewrite the markdown table from the JSON results")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: extra train options")
     a = p.parse_args()
     extra = [x for x in a.extra if x != "--"]
+    store = RESULTS / "mnist_budget.json"
+    if a.table_only:
+        write_table(json.loads(store.read_text()))
+        return 0
     if not (a.data_dir / "train-images-idx3-ubyte.gz").exists():
         print(f"MNIST not found in {a.data_dir}", file=sys.stderr)
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
-    store = RESULTS / "mnist_budget.json"
     cells = json.loads(store.read_text()) if store.exists() else []
     runs = a.runs_dir or Path(tempfile.mkdtemp(prefix="mnist_budget_"))
     for model in a.models:
         for budget in a.budgets:
             cell = run_cell(model, budget, a.data_dir, runs, extra)
+            if a.note:
+                cell["note"] = a.note
             cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"])
                      != (model, budget, extra)] + [cell]
             tmp = store.with_suffix(".tmp")
