@@ -183,6 +183,15 @@ def test_model_options_reach_the_builder_and_persist(tmp_path, capsys):
     assert "hybrid=True" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("given,expected", [(None, 2e-3), ("5e-4", 5e-4)])
+def test_model_default_learning_rate_unless_given(tmp_path, given, expected):
+    out = tmp_path / "r"
+    argv = ["train", "--model", "glow", "--depth", "1", "--hidden", "8", "--steps", "1",
+            "--no-progress", "--out", str(out)] + (["--lr", given] if given else [])
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == expected
+
+
 def test_force_reuses_a_folder_without_touching_other_files(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
