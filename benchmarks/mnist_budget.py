@@ -108,13 +108,14 @@ def main() -> int:
         print(f"MNIST not found in {a.data_dir}", file=sys.stderr)
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
-    cells = json.loads(store.read_text()) if store.exists() else []
     runs = a.runs_dir or Path(tempfile.mkdtemp(prefix="mnist_budget_"))
     for model in a.models:
         for budget in a.budgets:
             cell = run_cell(model, budget, a.data_dir, runs, extra)
             if a.note:
                 cell["note"] = a.note
+            # Read again just before merging: other runs of this script may have written.
+            cells = json.loads(store.read_text()) if store.exists() else []
             cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"])
                      != (model, budget, extra)] + [cell]
             tmp = store.with_suffix(".tmp")
