@@ -166,15 +166,20 @@ def trained_table(steps: int, lr: float, penalty_weight: float) -> list[str]:
 
 def guard_cost(repeats: int) -> list[str]:
     c, h, w = 64, 32, 32
-    torch.manual_seed(0)
-    m = CircularConv2d(c, 3).requires_grad_(False)
+    # One identical layer per role: clearing or clipping a shared layer would make the
+    # "cached" inverse refactorise on every round (as an earlier version of this did).
+    def layer() -> CircularConv2d:
+        torch.manual_seed(0)
+        return CircularConv2d(c, 3).requires_grad_(False)
+
+    m, cold, clipped = layer(), layer(), layer()
     z = torch.randn(32, c, h, w)
     with torch.no_grad():
         m.inverse(z)
 
     def fresh(fn):
         def run():
-            m.clear_cache()
+            cold.clear_cache()
             fn()
 
         return run
@@ -183,9 +188,9 @@ def guard_cost(repeats: int) -> list[str]:
         t = interleaved_medians(
             {
                 "inverse (cached, default solver)": lambda: m.inverse(z),
-                "LU factorisation": fresh(lambda: m._factors(h, w)),
-                "guard (SVD)": fresh(lambda: m.condition_number(h, w)),
-                "clip_singular_values_": lambda: m.clip_singular_values_(h, w),
+                "LU factorisation": fresh(lambda: cold._factors(h, w)),
+                "guard (SVD)": fresh(lambda: cold.condition_number(h, w)),
+                "clip_singular_values_": lambda: clipped.clip_singular_values_(h, w),
             },
             repeats,
         )
