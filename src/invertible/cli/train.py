@@ -71,8 +71,11 @@ def add_parser(sub: Any) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per step and per process (default 64)")
+    from ..models.registry import model_lrs
+
+    own = ", ".join(f"{name} {lr:g}" for name, lr in model_lrs().items())
     o.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate (default: the model's own, 2e-3 for glow; else 1e-3)")
+                   help=f"peak learning rate (default 1e-3; models with their own: {own})")
     o.add_argument("--schedule", choices=["constant", "cosine"], default=None,
                    help="learning-rate schedule after warm-up (default cosine)")
     o.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up steps (100)")
@@ -165,6 +168,7 @@ def _clear_ours(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.registry import model_lrs
     from ..training import distributed as D
     from ..training.batches import load_split
     from ..training.checkpoint import load_checkpoint, strip_prefix
@@ -203,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.model is None:
             cfg.model = _default_model(train.kind)
         if not resume and args.lr is None:
-            cfg.lr = _model_lr(cfg.model, cfg.lr)
+            cfg.lr = model_lrs().get(cfg.model, cfg.lr)
         if data_info is not None and list(train.shape) != list(data_info["shape"]):
             raise UsageError(f"the data now has shape {train.shape}, the run used "
                              f"{tuple(data_info['shape'])}")
@@ -270,14 +274,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         D.shutdown()
-
-
-def _model_lr(model: str, fallback: float) -> float:
-    """The model's own default peak learning rate, where its registry entry sets one."""
-    from ..models.registry import MODELS
-
-    spec = MODELS.get(model)
-    return spec.lr if spec is not None and spec.lr is not None else fallback
 
 
 def _default_model(kind: str) -> str:

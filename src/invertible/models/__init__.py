@@ -8,7 +8,15 @@ from .glow import build_glow, glow_step
 from .iconvnet import IConvNet, build_iconvnet
 from .maf import build_maf
 from .realnvp import build_realnvp, build_realnvp_2d
-from .registry import MODELS, ModelError, ModelSpec, build_model, model_names, register_model
+from .registry import (
+    MODELS,
+    ModelError,
+    ModelSpec,
+    build_model,
+    model_lrs,
+    model_names,
+    register_model,
+)
 
 __all__ = [
     "MODELS",
@@ -22,6 +30,7 @@ __all__ = [
     "build_realnvp",
     "build_realnvp_2d",
     "glow_step",
+    "model_lrs",
     "model_names",
     "register_model",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "build_model",
+    "model_lrs",
     "model_names",
     "register_model",
 ]
@@ -134,6 +135,11 @@ for _spec in (
 
 def model_names() -> list[str]:
     return sorted(MODELS)
+
+
+def model_lrs() -> dict[str, float]:
+    """The models that set their own default peak learning rate, and that rate."""
+    return {name: spec.lr for name, spec in sorted(MODELS.items()) if spec.lr is not None}
 
 
 def data_kind(data_shape: Sequence[int]) -> str:
