@@ -59,8 +59,8 @@ def run_cell(model: str, budget: int, data_dir: Path, runs: Path, extra: list[st
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rates = [m["images_per_s"] for m in metrics if m.get("images_per_s")]
     return {
-        "model": model, "budget_s": budget, "test_bpd": figures["bits_per_dim"],
-        "ci95": figures["ci95"], "steps": figures["step"],
+        "model": model, "budget_s": budget, "test_bpd": figures["bpd"],
+        "ci95": 1.96 * figures["bpd_std"] / figures["n"] ** 0.5, "steps": figures["step"],
         "images_per_s": sorted(rates)[len(rates) // 2] if rates else None,
         "wall_s": round(wall, 1), "command": " ".join(cmd[1:]).replace(str(runs), "RUNS"),
         "extra": extra, "machine": machine(), "date": time.strftime("%Y-%m-%d"),

@@ -16,6 +16,20 @@ def _seed():
 
 
 @pytest.fixture
+def one_thread():
+    """Run on one intra-op thread (restored afterwards); modules opt in with ``usefixtures``.
+
+    The CI machine has 2 cores, often shared: two OpenMP threads then wait on each other.
+    Measured with one other busy process: tests/test_exactness.py 22 s on two threads, 13 s
+    on one; at a load of ~4 the digits i-ConvNet training took 106 s on two threads, ~8 s on one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def mnist_dir() -> Path:
     """The MNIST IDX files beside the checkout; skips with a reason when absent."""
     d = SHARED_DATA / "mnist"

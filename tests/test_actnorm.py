@@ -55,7 +55,8 @@ def test_init_runs_once_and_not_in_eval():
 
 def test_state_dict_round_trip_keeps_init():
     layer = ActNorm(4).train()
-    layer(2.0 + 3.0 * torch.randn(32, 4, 2, 2))
+    first = 2.0 + 3.0 * torch.randn(32, 4, 2, 2)
+    layer(first)
     buf = io.BytesIO()
     torch.save(layer.state_dict(), buf)
     buf.seek(0)
@@ -69,7 +70,11 @@ def test_state_dict_round_trip_keeps_init():
     z, ld = loaded(other)  # training-mode call on new data: must NOT re-initialise
     torch.testing.assert_close(z, z_ref, rtol=0, atol=0)
     torch.testing.assert_close(ld, ld_ref, rtol=0, atol=0)
-    assert not torch.allclose(_per_channel(z).mean(1), torch.zeros(4), atol=1e-3)
+    # ... and both standardise with the FIRST batch's statistics, not those of `other`
+    mean = _per_channel(first).mean(1).view(1, 4, 1, 1)
+    std = _per_channel(first).std(1, unbiased=False).view(1, 4, 1, 1)
+    torch.testing.assert_close(z, (other - mean) / std)
+    torch.testing.assert_close(ld, (-4 * torch.log(std).sum()).expand(32))
 
 
 def test_loading_an_uninitialised_state_re_enables_init():
@@ -80,7 +85,8 @@ def test_loading_an_uninitialised_state_re_enables_init():
     assert not bool(layer.initialized)
     z, _ = layer(10 + torch.randn(50, 2))
     assert bool(layer.initialized)
-    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-5)
+    torch.testing.assert_close(z.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(2), atol=1e-5, rtol=0)
 
 
 def test_mark_initialized_skips_data_init():

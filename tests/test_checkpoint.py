@@ -103,3 +103,51 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_text(p, "two")
     assert p.read_text() == "two"
     assert [q.name for q in tmp_path.iterdir()] == ["f.txt"]
+
+
+def _flip(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["tensor data", "header", "header tag"])
+def test_flipped_bits_are_detected(tmp_path, where):
+    save_checkpoint(tmp_path / "c", {"w": torch.randn(50), "b": torch.zeros(3)}, {"step": 1})
+    w = tmp_path / "c.safetensors"
+    raw = w.read_bytes()
+    header_end = 8 + int.from_bytes(raw[:8], "little")
+    offset = {
+        "tensor data": header_end + 17,  # inside "w": still parses, loads wrong weights
+        "header": 8,  # the header's opening brace
+        "header tag": raw.index(b'"tag"') + 9,  # a digit or letter of the save tag's value
+    }[where]
+    assert offset < len(raw)
+    _flip(w, offset)
+    with pytest.raises(CheckpointError, match="c.safetensors") as info:
+        load_checkpoint(tmp_path / "c")
+    assert "\n" not in str(info.value)
+    if where != "header tag":  # a changed tag reads as a file from another save
+        assert "sha256 does not match" in str(info.value)
+
+
+def test_clean_checkpoint_records_its_sha256(tmp_path):
+    import hashlib
+
+    save_checkpoint(tmp_path / "c", {"w": torch.arange(4.0)}, {"step": 3})
+    meta = json.loads((tmp_path / "c.json").read_text())
+    digest = hashlib.sha256((tmp_path / "c.safetensors").read_bytes()).hexdigest()
+    assert meta["sha256"] == digest and meta["format"] == "invertible-checkpoint-2"
+    back, _ = load_checkpoint(tmp_path / "c")
+    assert torch.equal(back["w"], torch.arange(4.0))
+
+
+def test_format_1_checkpoints_are_refused_clearly(tmp_path):
+    save_checkpoint(tmp_path / "c", {"w": torch.zeros(2)}, {"step": 1})
+    j = tmp_path / "c.json"
+    doc = json.loads(j.read_text())
+    doc["format"] = "invertible-checkpoint-1"
+    del doc["sha256"]
+    j.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="invertible-checkpoint-1.*no checksum"):
+        load_checkpoint(tmp_path / "c")

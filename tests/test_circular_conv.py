@@ -14,6 +14,7 @@ from invertible import (
     ConditioningWarning,
     IllConditionedError,
     InvalidInputError,
+    build_model,
 )
 
 
@@ -192,6 +193,162 @@ def test_in_place_weight_edit_invalidates_cache():
         ld1 - ld0,
         torch.full_like(ld0, 2 * 25 * torch.log(torch.tensor(2.0, dtype=torch.float64)).item()),
     )
+
+
+def _fresh_copy(m: CircularConv2d) -> CircularConv2d:
+    """A new layer with ``m``'s configuration and current values and an empty cache."""
+    fresh = CircularConv2d(m.channels, m.kernel_size, linalg=m.linalg, solver=m.solver).double()
+    fresh.load_state_dict(m.state_dict())
+    return fresh
+
+
+def _data_mul(m: CircularConv2d) -> None:
+    m.weight.data.mul_(1.5)
+
+
+def _data_copy(m: CircularConv2d) -> None:
+    m.weight.data.copy_(_layer(m.channels, m.kernel_size, seed=11).weight)
+
+
+def _data_item(m: CircularConv2d) -> None:
+    m.weight.data[0, 0, 1, 1] += 0.5
+
+
+def _no_grad_mul(m: CircularConv2d) -> None:
+    with torch.no_grad():
+        m.weight.mul_(1.5)
+
+
+def _load_state_dict(m: CircularConv2d) -> None:
+    m.load_state_dict(_layer(m.channels, m.kernel_size, seed=12).state_dict())
+
+
+@pytest.mark.parametrize(
+    "write", [_data_mul, _data_copy, _data_item, _no_grad_mul, _load_state_dict]
+)
+@pytest.mark.parametrize("solver,linalg", [("inverse", "complex"), ("lu", "real")])
+def test_every_weight_write_invalidates_cache(write, solver, linalg):
+    # ``weight.data`` writes bump the ``.data`` alias's version counter, not the weight's, so
+    # a cache keyed on ``_version`` alone kept inverting with stale factors.
+    m = _layer(3, 3, solver=solver, linalg=linalg)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        m.inverse(m(x)[0])  # fill the cache: factors, inverses, log-det, condition number
+        cond_before = m.condition_number(5, 6)
+        write(m)
+        z, ld = m(x)
+        x_inv, ld_inv = m.inverse(z)
+        ref = _fresh_copy(m)
+        z_ref, ld_ref = ref(x)
+        x_ref, _ = ref.inverse(z_ref)
+    torch.testing.assert_close(z, z_ref, rtol=0, atol=0)
+    torch.testing.assert_close(ld, ld_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ld_inv, -ld_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x_inv, x_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x_inv, x, rtol=1e-10, atol=1e-11)
+    assert m.condition_number(5, 6) == pytest.approx(ref.condition_number(5, 6), rel=1e-12)
+    assert m.condition_number(5, 6) != cond_before
+
+
+def test_unchanged_weight_keeps_cache_after_value_check():
+    m = _layer(2, 3)
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        m.inverse(m(x)[0])
+        lu = m._factors(4, 4)[0]
+        m.weight.data.copy_(m.weight.detach().clone())  # a write that changes no value
+        m.inverse(m(x)[0])
+    assert m._factors(4, 4)[0] is lu
+
+
+# -- mixed precision ----------------------------------------------------------------------------
+def _bf16_autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize(
+    "method,linalg", [("spatial", "complex"), ("fft", "complex"), ("fft", "real")]
+)
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16])
+def test_bf16_autocast_runs_in_float32(method, linalg, in_dtype):
+    m = _layer(3, 3, method=method, linalg=linalg).float()
+    x = torch.randn(2, 3, 6, 5).to(in_dtype)
+    # Reference: the same layer on the same values, in plain float32.
+    z_ref, ld_ref = m(x.float())
+    (z_ref.square().sum() - ld_ref.sum()).backward()
+    grad_ref = m.weight.grad.clone()
+    m.zero_grad()
+    with _bf16_autocast():
+        z, ld = m(x)
+        loss = z.square().sum() - ld.sum()
+        x_inv, ld_inv = m.inverse(z)
+    loss.backward()
+    assert z.dtype == ld.dtype == x_inv.dtype == ld_inv.dtype == torch.float32
+    # The whole layer opts out of autocast, so it matches float32 to rounding.
+    torch.testing.assert_close(z, z_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ld, ld_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(m.weight.grad, grad_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_inv, x.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ld_inv, -ld, rtol=0, atol=0)
+    # The cached (no-grad) inverse too, from a bf16 latent.
+    with torch.no_grad():
+        with _bf16_autocast():
+            x_bf, _ = m.inverse(z.bfloat16())
+        x_bf_ref, _ = m.inverse(z.bfloat16().float())
+    assert x_bf.dtype == torch.float32
+    torch.testing.assert_close(x_bf, x_bf_ref, rtol=0, atol=0)
+
+
+def test_half_input_outside_autocast_is_upcast_and_other_mismatches_raise():
+    m = CircularConv2d(2, 3)
+    x = torch.randn(1, 2, 5, 5)
+    z, ld = m(x.bfloat16())
+    assert z.dtype == ld.dtype == torch.float32
+    torch.testing.assert_close(z, m(x.bfloat16().float())[0], rtol=0, atol=0)
+    with pytest.raises(InvalidInputError, match="float64"):
+        m(x.double())  # a genuine mismatch: never silently downcast
+    with pytest.raises(InvalidInputError, match="float32"), _bf16_autocast():
+        m.double()(x)
+    with pytest.raises(InvalidInputError, match="autocast"):
+        CircularConv2d(2, 3).bfloat16()(x.bfloat16())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # conv -> SneakyReLU -> conv: the spatial conv used to return bf16, which the next
+        # conv rejected.
+        {"actnorm": False},
+        {"hybrid": True, "coupling_hidden": 8},  # the coupling nets do run in bf16
+        {"kernel_size": 7, "levels": 1, "stem": False, "actnorm": False},  # the FFT path
+    ],
+    ids=["pure", "hybrid", "fft"],
+)
+def test_iconvnet_trains_under_bf16_autocast(kwargs):
+    torch.manual_seed(0)
+    flow = build_model("iconvnet", (1, 8, 8), depth=2, **kwargs)
+    x = 0.02 + 0.96 * torch.rand(16, 1, 8, 8)
+    with torch.no_grad():
+        flow.log_prob(x)  # ActNorm's data-dependent init, once, in float32
+    ref = -flow.log_prob(x).mean()
+    ref.backward()
+    grads_ref = [p.grad.clone() for p in flow.parameters()]
+    flow.zero_grad()
+    with _bf16_autocast():
+        loss = -flow.log_prob(x).mean()
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    # bf16 keeps ~3 significant digits; the log-likelihood is a sum of O(100) terms.
+    assert loss.item() == pytest.approx(ref.item(), rel=2e-2, abs=0.5)
+    for p, g_ref in zip(flow.parameters(), grads_ref, strict=True):
+        assert torch.isfinite(p.grad).all()
+        err = (p.grad - g_ref).norm() / g_ref.norm().clamp_min(1e-6)
+        assert err < 5e-2, f"gradient of a {tuple(p.shape)} parameter off by {err:.1e}"
+    with torch.no_grad(), _bf16_autocast():
+        z, _ = flow.bijection(x)
+        x_back, _ = flow.bijection.inverse(z)
+    assert z.dtype == x_back.dtype == torch.float32
+    torch.testing.assert_close(x_back, x, rtol=1e-2, atol=1e-2)
 
 
 def _near_singular(c=4, strict=False, tolerance=1e-3) -> CircularConv2d:

@@ -43,18 +43,25 @@ def test_evaluate(run_dir, capsys):
     out = capsys.readouterr().out
     assert "bits/dim" in out and "95% CI" in out
     figures = json.loads(out.strip().splitlines()[-1])
-    assert 0 < figures["bits_per_dim"] < 10 and figures["ci95"] > 0
+    # The same weights and evaluation seed as the test pass at the end of training.
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    test = next(r for r in recs if r.get("event") == "test")
+    assert figures["task"] == "density" and figures["n"] == test["test_n"] == 359
+    assert figures["bpd"] == pytest.approx(test["test_bpd"], rel=1e-9)
+    assert figures["bpd_std"] == pytest.approx(test["test_bpd_std"], rel=1e-9)
     assert figures["round_trip_max"] < 1e-5
 
 
 def test_sample_and_interpolate(run_dir, tmp_path):
     png = tmp_path / "s.png"
     assert main(["sample", str(run_dir), "-n", "9", "--temperature", "0.7", "-o", str(png)]) == 0
-    assert Image.open(png).size[0] > 0
-    npy = tmp_path / "s.npy"
-    assert main(["sample", str(run_dir), "-n", "5", "--seed", "1", "-o", str(npy)]) == 0
+    assert Image.open(png).size[0] == Image.open(png).size[1]  # a 3 x 3 grid
+    npy, again, other = tmp_path / "s.npy", tmp_path / "t.npy", tmp_path / "u.npy"
+    for path, seed in ((npy, "1"), (again, "1"), (other, "2")):
+        assert main(["sample", str(run_dir), "-n", "5", "--seed", seed, "-o", str(path)]) == 0
     s = np.load(npy)
-    assert s.shape == (5, 1, 8, 8) and s.max() < 17
+    assert s.shape == (5, 1, 8, 8) and s.dtype == np.uint8 and s.max() < 17
+    assert np.array_equal(s, np.load(again)) and not np.array_equal(s, np.load(other))
     inter = tmp_path / "i.png"
     assert main(["interpolate", str(run_dir), "--pairs", "3", "--steps", "5",
                  "-o", str(inter)]) == 0
@@ -135,7 +142,9 @@ def _bad_cases(run_dir, tmp):
         "zero steps": ["train", "--steps", "0"],
         "negative lr": ["train", "--steps", "1", "--lr", "-1"],
         "not a number": ["train", "--batch-size", "many"],
-        "amp on cpu": ["train", *TINY, "--amp", "--out", str(tmp / "e")],
+        "unknown task": ["train", *TINY, "--task", "nope", "--out", str(tmp / "e")],
+        "malformed task option": ["train", *TINY, "--task-option", "x", "--out", str(tmp / "e")],
+        "negative val-every": ["train", *TINY, "--val-every", "-1", "--out", str(tmp / "e")],
         "non-empty out": ["train", *TINY, "--out", str(nonempty)],
         "missing run": ["evaluate", str(tmp / "none")],
         "not a run": ["evaluate", str(nonempty)],
@@ -206,3 +215,90 @@ def test_python_dash_m_and_console_script():
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.startswith("invertible: error:")
     assert "Traceback" not in r.stderr
+
+
+REAL_MODELS = {
+    "glow": ["--model", "glow", "--model-option", "levels=2", "--model-option", "depth=2",
+             "--model-option", "hidden=16"],
+    "iconvnet": ["--model", "iconvnet"],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(REAL_MODELS))
+def real_run(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real") / request.param
+    assert main(["train", *REAL_MODELS[request.param], "--steps", "40", "--batch-size", "32",
+                 "--warmup", "5",
+                 "--val-every", "20", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def test_real_models_end_to_end(real_run, tmp_path, capsys):
+    """Glow and the i-ConvNet: evaluate, exact encode/decode, sample, interpolate, info."""
+    recs = [json.loads(x) for x in (real_run / "metrics.jsonl").read_text().splitlines()]
+    bpd = [r["train_bpd"] for r in recs if "train_bpd" in r]
+    assert bpd[-1] < bpd[0] - 0.1  # 40 steps of a real model: clearly learning
+    capsys.readouterr()
+    assert main(["evaluate", str(real_run), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["bpd"] == pytest.approx(
+        next(r["test_bpd"] for r in recs if r.get("event") == "test"), rel=1e-9)
+    assert figures["round_trip_max"] < 1e-4
+    z = tmp_path / "z.npy"
+    assert main(["encode", str(real_run), "--split", "test", "-n", "50", "-o", str(z)]) == 0
+    assert np.load(z).shape == (50, 1, 8, 8)
+    back = tmp_path / "x.npy"
+    assert main(["decode", str(real_run), str(z), "-o", str(back)]) == 0
+    from invertible.data import load_dataset
+
+    assert np.array_equal(np.load(back), load_dataset("digits", split="test").images[:50].numpy())
+    s = tmp_path / "s.npy"
+    assert main(["sample", str(real_run), "-n", "16", "--temperature", "0.7", "--seed", "0",
+                 "-o", str(s)]) == 0
+    assert np.load(s).shape == (16, 1, 8, 8)
+    assert main(["interpolate", str(real_run), "--pairs", "2", "--steps", "4",
+                 "-o", str(tmp_path / "i.png")]) == 0
+    assert main(["info", str(real_run)]) == 0
+    assert "task: density" in capsys.readouterr().out
+
+
+def _flip_tensor_byte(path):
+    raw = bytearray(path.read_bytes())
+    header = int.from_bytes(raw[:8], "little")
+    raw[8 + header + (len(raw) - 8 - header) // 2] ^= 0x40  # a byte in the tensor data
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_checkpoint_falls_back_or_fails_in_one_line(real_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    ckpt = run / "checkpoints"
+    _flip_tensor_byte(ckpt / "best.safetensors")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "best.safetensors is corrupt" in err and "using the latest checkpoint" in err
+    assert main(["sample", str(run), "-n", "4", "-o", str(tmp_path / "s.png")]) == 0
+    _flip_tensor_byte(ckpt / "latest.safetensors")
+    for argv in (["evaluate", str(run)], ["sample", str(run), "-o", str(tmp_path / "t.png")],
+                 ["train", "--resume", str(run), "--steps", "50"]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is corrupt" in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_a_corrupt_metrics_log_is_reported_in_one_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("{not json\n{\"step\": 99}\n")
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"invertible: warning: {run / 'metrics.jsonl'}: 1 malformed line skipped"]

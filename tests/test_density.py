@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import make_moons
 
 from invertible.models.realnvp import build_realnvp_2d
-
-sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
 SCALE = np.array([0.87, 0.5])  # standardises the moons (std per coordinate)
 LL_THRESHOLD = -1.75
@@ -27,7 +26,7 @@ N_PERMUTATIONS = 400
 
 
 def moons(n: int, seed: int) -> torch.Tensor:
-    x, _ = sklearn_datasets.make_moons(n, noise=0.05, random_state=seed)
+    x, _ = make_moons(n, noise=0.05, random_state=seed)
     return torch.tensor((x - np.array([0.5, 0.25])) / SCALE, dtype=torch.float32)
 
 

@@ -168,7 +168,9 @@ def test_cifar_archive_is_verified_and_only_batches_extracted(tmp_path, server):
     assert listing(root / "cifar-10-batches-bin") == sorted(
         [*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"]
     )
-    assert not (tmp_path / "evil.bin").exists() and not Path("/abs.bin").exists()
+    # "../evil.bin" would land beside root: nothing new appears there, nor at /abs.bin
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bins", "cifar", "srv"]
+    assert not Path("/abs.bin").exists()
     test = load_dataset("cifar10", root, "test")
     np.testing.assert_array_equal(test.images.numpy(), arrays["test"][0])
     with pytest.raises(DatasetError, match="does not match"):
@@ -185,15 +187,30 @@ def test_cifar_archive_with_symlink_member_is_refused(tmp_path, server):
     with pytest.raises(DatasetError, match="data_batch_3.bin is not a CIFAR-10 batch"):
         dl.download("cifar10", root, mirror=server.url, md5s={dl.CIFAR_ARCHIVE: md5(archive)})
     assert not (root / "cifar-10-batches-bin" / "data_batch_3.bin").exists()
+    # no link and no temporary file anywhere under root: only regular files were written
+    assert not [p for p in root.rglob("*") if p.is_symlink() or p.name.endswith(".part")]
+
+
+# The published md5 sums: MNIST and Fashion-MNIST as torchvision checks them (MNIST also in
+# ../shared/data/README.md, and test_real_mnist_files_match_the_published_checksums checks the
+# real files), CIFAR-10 binary from https://www.cs.toronto.edu/~kriz/cifar.html.
+PUBLISHED = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+}
 
 
 def test_published_checksum_tables():
-    assert set(dl.RESOURCES) == {"mnist", "fashion-mnist", "cifar10"}
-    for table in dl.RESOURCES.values():
-        assert all(len(h) == 32 and int(h, 16) >= 0 for h in table.values())
-    # the MNIST table agrees with the shared data README, when present
-    readme = Path(__file__).resolve().parents[2] / "shared" / "data" / "README.md"
-    if readme.exists():
-        text = readme.read_text()
-        for name, h in dl.RESOURCES["mnist"].items():
-            assert f"| {name} |" in text and h in text
+    assert dl.RESOURCES == PUBLISHED
+    assert dl.CIFAR_ARCHIVE == "cifar-10-binary.tar.gz"

@@ -1,17 +1,21 @@
-"""The i-ConvNet flow: structure, exact inverse, and a short training run on real images."""
+"""The i-ConvNet flow: structure, exact inverse, conditioning, short trainings on real images."""
 
 from __future__ import annotations
 
 import gzip
+import math
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from torch.autograd.functional import jacobian
 
 from invertible import CircularConv2d, Flow, InvalidInputError
 from invertible.layers.coupling import AffineCoupling
 from invertible.models.iconvnet import IConvNet, build_iconvnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 DIGIT_BINS = 17  # load_digits has grey levels 0..16
 
@@ -98,21 +102,65 @@ def test_invalid_configurations():
         net(torch.rand(2, 1, 8, 8) + 2.0)
 
 
+def _dense_singular_values(m: CircularConv2d) -> torch.Tensor:
+    """Singular values of the whole (C h w) x (C h w) operator, from its dense Jacobian."""
+    h, w = m._last_hw
+    x = torch.zeros(1, m.channels, h, w, dtype=m.weight.dtype)
+    jac = jacobian(lambda t: m(t)[0], x).reshape(m.channels * h * w, -1)
+    return torch.linalg.svdvals(jac)
+
+
+def _barrier(s: torch.Tensor, lo: float, hi: float) -> float:
+    """The penalty's definition: sum_i relu(log(lo / s_i))^2 + relu(log(s_i / hi))^2."""
+    log_s = torch.log(s)
+    return float(
+        (torch.relu(math.log(lo) - log_s) ** 2 + torch.relu(log_s - math.log(hi)) ** 2).sum()
+    )
+
+
 def test_conditioning_controls_cover_every_convolution():
-    flow = build_iconvnet((1, 8, 8), depth=2)
+    flow = build_iconvnet((1, 8, 8), depth=2).double()
     net = flow.bijection
-    with torch.no_grad():
-        for m in net.convolutions():
-            m.weight.mul_(torch.linspace(0.01, 3.0, m.channels).view(-1, 1, 1, 1))
+    convs = net.convolutions()
+    with torch.no_grad():  # output channels scaled 0.01..30: sigmas below 0.05 and above 20
+        for m in convs:
+            m.weight.mul_(
+                torch.linspace(0.01, 30.0, m.channels, dtype=torch.float64).view(-1, 1, 1, 1)
+            )
+    sv = [_dense_singular_values(m) for m in convs]
+    lo, hi = convs[0].sv_bounds
+    assert all((s < lo).any() and (s > hi).any() for s in sv)  # both barriers are active
+    # Condition numbers and the penalty against the dense operator, computed by hand.
     conds = net.condition_numbers()
-    assert len(conds) == len(net.convolutions()) and max(conds) > 100
+    torch.testing.assert_close(
+        torch.tensor(conds, dtype=torch.float64),
+        torch.stack([s.max() / s.min() for s in sv]),
+        rtol=1e-8,
+        atol=0,
+    )
     penalty = net.conditioning_penalty()
-    assert penalty.item() > 0
+    expected = [_barrier(s, lo, hi) for s in sv]
+    assert penalty.item() == pytest.approx(sum(expected), rel=1e-9)
+    for m, e in zip(convs, expected, strict=True):
+        assert m.conditioning_penalty().item() == pytest.approx(e, rel=1e-9)
+    # Its gradient for every convolution's weight matches a central finite difference.
     penalty.backward()
-    assert all(m.weight.grad.abs().sum() > 0 for m in net.convolutions())
+    for m in convs:
+        d = torch.randn_like(m.weight)
+        eps = 1e-6
+        with torch.no_grad():
+            m.weight.add_(eps * d)
+            up = net.conditioning_penalty().item()
+            m.weight.sub_(2 * eps * d)
+            down = net.conditioning_penalty().item()
+            m.weight.add_(eps * d)
+        directional = (m.weight.grad * d).sum().item()
+        assert abs(directional) > 1.0  # the barrier pulls on every convolution
+        assert directional == pytest.approx((up - down) / (2 * eps), rel=1e-6)
     for _ in range(3):
         net.clip_singular_values_()
     assert max(net.condition_numbers()) < max(conds) / 5
+    assert net.conditioning_penalty().item() < 1e-4 * penalty.item()
 
 
 def test_short_training_on_digits_improves_bits_per_dim():
@@ -137,7 +185,9 @@ def test_short_training_on_digits_improves_bits_per_dim():
         x2, _ = flow.bijection.inverse(z)
     assert ((x2 - x).norm() / x.norm()).item() < 1e-4
     assert torch.isfinite(flow.sample(8)).all()
-    assert all(isinstance(m, CircularConv2d) for m in flow.bijection.convolutions())
+    # ... because training kept every convolution well conditioned (measured: cond <= 7),
+    # so the inverse's first-order error bound cond * eps stays far below that 1e-4
+    assert max(flow.bijection.condition_numbers()) * torch.finfo(torch.float32).eps < 1e-5
 
 
 def _mnist(mnist_dir, n: int) -> torch.Tensor:
@@ -146,11 +196,13 @@ def _mnist(mnist_dir, n: int) -> torch.Tensor:
     return torch.tensor(data.reshape(-1, 1, 28, 28)[:n], dtype=torch.float32)
 
 
-@pytest.mark.slow
 def test_mnist_training_improves_bits_per_dim(mnist_dir):
-    """Pure i-ConvNet, 300 steps on 8-bit MNIST: test bits/dim improve by >= 2 bits.
+    """Pure i-ConvNet, 150 Adam steps on 8-bit MNIST: test bits/dim improve by >= 2 bits.
 
-    Measured (seed 0, 1 thread, ~15 s): 5.88 after ActNorm init -> 2.76.
+    Measured (one thread, 8-9 s on the shared 2-core machine): after ActNorm's data init
+    5.88 -> 3.14 (seeds 1, 2: 7.14 -> 3.37, 6.49 -> 3.35). A valid density cannot go far
+    below ~1 bit/dim on MNIST (long-trained flows report about 1.0), so an ``after`` under
+    0.5 would mean a log-det that is not counted, not a good model.
     """
     torch.manual_seed(0)
     images = _mnist(mnist_dir, 11000)
@@ -158,6 +210,7 @@ def test_mnist_training_improves_bits_per_dim(mnist_dir):
     flow = build_iconvnet((1, 28, 28))
     _data_init(flow, train, 256)
     before = _test_bpd(flow, test, 256)
-    _train(flow, train, 256, steps=300, lr=5e-3, batch=64)
+    _train(flow, train, 256, steps=150, lr=5e-3, batch=64)
     after = _test_bpd(flow, test, 256)
     assert after <= before - 2.0, f"bits/dim {before:.3f} -> {after:.3f}"
+    assert 0.5 < after < 4.0, f"bits/dim after training {after:.3f}"

@@ -143,3 +143,75 @@ def test_mnist_sized_defaults_build_and_run():
         with torch.no_grad():
             assert flow.bits_per_dim(x).shape == (2,)
             assert flow.sample(2).shape == (2, 1, 28, 28)
+
+
+# -- registry: option values are checked by the builders, bugs are not relabelled -----------
+BAD_OPTIONS = [
+    ("glow", (1, 8, 8), {"depth": 0}, "depth must be an integer >= 1"),
+    ("glow", (1, 8, 8), {"hidden": "64"}, "hidden must be an integer"),
+    ("glow", (1, 8, 8), {"levels": 2.0}, "levels must be an integer"),
+    ("glow", (1, 8, 8), {"levels": 4}, "divisible by 16"),
+    ("glow", (1, 8, 8), {"alpha": 0.5}, r"alpha must be a number in \[0, 0.5\)"),
+    ("realnvp", (1, 8, 8), {"blocks": -1}, "blocks must be an integer >= 0"),
+    ("realnvp", (1, 8, 8), {"depth": True}, "depth must be an integer"),
+    ("realnvp", (1, 4, 4), {"levels": 2}, "too small for a checkerboard"),
+    ("maf", (6,), {"hidden": 4}, r"hidden must be >= dim - 1 = 5"),
+    ("maf", (6,), {"layers": 0}, "layers must be an integer >= 1"),
+    ("maf", (1,), {}, "dim"),
+    ("iconvnet", (1, 8, 8), {"downsample": "bilinear"}, "downsample must be one of"),
+    ("iconvnet", (1, 8, 8), {"hybrid": 1}, "hybrid must be true or false"),
+    ("iconvnet", (1, 8, 8), {"kernel_size": 4}, "kernel_size must be odd"),
+    ("iconvnet", (1, 8, 8), {"keep": 1.5}, r"keep must be a number in \(0, 1\)"),
+    ("iconvnet", (1, 8, 8), {"linalg": "quaternion"}, "linalg must be one of complex, real"),
+    ("iconvnet", (1, 8, 8), {"levels": 4}, "cannot be halved 4 times"),
+    ("iconvnet", (1, 8, 8), {"nope": 1}, "no option 'nope'"),
+    ("elementwise", (3,), {"depth": "2"}, "depth must be an integer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "options", "message"),
+    BAD_OPTIONS,
+    ids=[f"{name}-{'-'.join(opts) or 'shape'}" for name, _, opts, _ in BAD_OPTIONS],
+)
+def test_bad_option_values_are_model_errors(name, shape, options, message):
+    from invertible.models import ModelError, build_model
+
+    with pytest.raises(ModelError, match=message) as info:
+        build_model(name, shape, **options)
+    assert "\n" not in str(info.value) and "cannot build" not in str(info.value)
+
+
+def test_good_options_build():
+    from invertible.models import build_model
+
+    assert isinstance(build_model("iconvnet", (1, 8, 8), depth=0, keep=0.25, hybrid=True), Flow)
+    assert isinstance(build_model("iconvnet", (1, 8, 8), levels=3, stem=False), Flow)
+    assert isinstance(build_model("maf", (6,), hidden=5, layers=1, depth=1), Flow)
+    assert isinstance(build_model("glow", (1, 8, 8), levels=1, depth=1, hidden=4, alpha=0), Flow)
+
+
+@pytest.fixture
+def broken_model():
+    """A throwaway registry entry whose builder has a bug; removed afterwards."""
+    from invertible.models import MODELS, ModelSpec, register_model
+
+    def build_broken(dim: int, depth: int = 1, error: str = "TypeError") -> Flow:
+        # As if a layer constructor were called with a wrong argument.
+        raise {"TypeError": TypeError, "ValueError": ValueError}[error]("internal bug")
+
+    register_model(
+        ModelSpec("broken", build_broken, frozenset({"vector"}), "test", shape_arg="dim"),
+        replace=True,
+    )
+    yield "broken"
+    del MODELS["broken"]
+
+
+@pytest.mark.parametrize("error", [TypeError, ValueError])
+def test_bugs_inside_builders_propagate_unchanged(broken_model, error):
+    from invertible.models import ModelError, build_model
+
+    with pytest.raises(error, match="internal bug") as info:
+        build_model(broken_model, (3,), error=error.__name__)
+    assert not isinstance(info.value, ModelError)

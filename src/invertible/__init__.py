@@ -4,12 +4,13 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 ``inverse(z) -> (x, logabsdet)``, with ``logabsdet`` of shape ``(batch,)``.
 """
 
-from . import core, distributions, layers, models, nets
+from . import core, distributions, layers, models, nets, training
 from .core import *
 from .distributions import *
 from .layers import *
 from .models import *
 from .nets import *
+from .training import *
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [  # noqa: PLE0604
     *layers.__all__,
     *models.__all__,
     *nets.__all__,
+    *training.__all__,
 ]

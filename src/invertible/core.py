@@ -7,8 +7,10 @@ returns the inverse's own log-det, which is minus the forward one at the matchin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
+import torch
 from torch import Tensor, nn
 
 __all__ = [
@@ -103,10 +105,11 @@ class Sequential(Bijection):
         return len(self.layers)
 
     def __getitem__(self, i: int) -> Bijection:
-        return self.layers[i]  # type: ignore[return-value]
+        # `layers` only ever holds Bijections (checked in __init__); ModuleList types as Module.
+        return cast(Bijection, self.layers[i])
 
-    def __iter__(self):
-        return iter(self.layers)
+    def __iter__(self) -> Iterator[Bijection]:
+        return cast("Iterator[Bijection]", iter(self.layers))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         total = self._zeros(x)
@@ -117,7 +120,7 @@ class Sequential(Bijection):
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         total = self._zeros(z)
-        for layer in reversed(self.layers):
+        for layer in cast("Iterable[Bijection]", reversed(self.layers)):
             z, ld = layer.inverse(z)
             total = total + ld
         return z, total
@@ -140,6 +143,12 @@ class Inverse(Bijection):
 
 
 def sum_except_batch(t: Tensor) -> Tensor:
-    """Sum all dimensions but the first: ``(B, ...) -> (B,)``."""
+    """Sum all dimensions but the first: ``(B, ...) -> (B,)``.
+
+    Half-precision terms (bfloat16 autocast) are summed in float32: a log-det or log-density
+    is a sum over thousands of dimensions, which bfloat16's 8-bit mantissa cannot hold.
+    """
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
     return t.reshape(t.shape[0], -1).sum(dim=1)
 

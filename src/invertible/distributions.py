@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Distribution as TorchDistribution
+from torch.distributions import constraints
 
 from .core import Bijection, InvalidInputError, describe_shape, sum_except_batch
 
@@ -28,6 +31,8 @@ class Distribution(nn.Module):
     ``log_prob(z)`` takes ``(B, *event_shape)`` and returns ``(B,)``;
     ``sample(n)`` returns ``(n, *event_shape)``.
     """
+
+    _anchor: Tensor
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -105,21 +110,57 @@ class StandardLogistic(Distribution):
         return temperature * (torch.log(u) - torch.log1p(-u))
 
 
-class Flow(nn.Module):
+def _as_sample_shape(sample_shape: int | Sequence[int]) -> torch.Size:
+    """``n`` -> ``(n,)``; a shape stays itself (``()`` is one sample without a batch axis)."""
+    # `int` is an Integral already; naming it lets mypy narrow the union.
+    if isinstance(sample_shape, (int, numbers.Integral)):
+        return torch.Size([int(sample_shape)])
+    return torch.Size(sample_shape)
+
+
+class Flow(nn.Module, TorchDistribution):
     """A normalizing flow: ``x = bijection.inverse(z)``, ``z ~ base``.
 
     ``bijection`` maps data ``x`` (shape ``(B, *event_shape)``) to latent ``z`` of the
     base's shape. ``log_prob(x) = base.log_prob(z) + log|det dz/dx|``.
+
+    A ``Flow`` is both an ``nn.Module`` (parameters, ``state_dict``, ``.to()``, DDP via
+    ``forward = log_prob``) and a ``torch.distributions.Distribution`` with
+    ``batch_shape = ()`` and ``event_shape`` the data shape (``event_shape`` argument,
+    default the base's, for bijections that keep the shape). ``sample``/``rsample`` take
+    an int ``n`` or a ``sample_shape`` and return ``(*sample_shape, *event_shape)``;
+    ``log_prob`` takes ``(*sample_shape, *event_shape)`` and returns ``sample_shape``.
+    ``rsample`` is reparameterised: the base samples are (all bases here are), and the
+    gradient flows through ``bijection.inverse``.
     """
 
-    def __init__(self, bijection: Bijection, base: Distribution) -> None:
-        super().__init__()
+    has_rsample = True
+
+    def __init__(
+        self,
+        bijection: Bijection,
+        base: Distribution,
+        event_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()  # nn.Module's; it does not chain to Distribution.__init__
         if not isinstance(bijection, Bijection):
             raise TypeError(f"Flow takes a Bijection, got {type(bijection).__name__}")
         if not isinstance(base, Distribution):
             raise TypeError(f"Flow takes a Distribution base, got {type(base).__name__}")
         self.bijection = bijection
         self.base = base
+        shape = base.event_shape if event_shape is None else torch.Size(event_shape)
+        TorchDistribution.__init__(self, torch.Size(), shape, validate_args=False)
+
+    @property
+    def arg_constraints(self) -> dict[str, constraints.Constraint]:
+        return {}  # a flow has weights, not distribution parameters to validate
+
+    @property
+    def support(self) -> constraints.Constraint:
+        """Real-valued events; the bijection's own domain (e.g. [0, 1] after a logit) is
+        enforced by the bijection, which raises ``InvalidInputError`` outside it."""
+        return constraints.independent(constraints.real, len(self.event_shape))
 
     @staticmethod
     def _check_finite(x: Tensor, what: str) -> None:
@@ -134,24 +175,55 @@ class Flow(nn.Module):
         return self.log_prob(x)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``(B, *shape) -> (B,)``: log-density of data ``x`` in nats."""
+        """``(*sample_shape, *event_shape) -> sample_shape``: log-density of ``x`` in nats.
+
+        The usual case is a batch ``(B, *event_shape) -> (B,)``.
+        """
         self._check_finite(x, "input")
+        lead = x.dim() - len(self.event_shape)
+        if lead != 1 and lead >= 0 and x.shape[lead:] == self.event_shape:
+            # Any other number of sample axes: flatten them into one batch axis and back.
+            sample_shape = x.shape[:lead]
+            flat = x.reshape(sample_shape.numel(), *self.event_shape)
+            return self._log_prob(flat).reshape(sample_shape)
+        return self._log_prob(x)  # a batch, or a wrong shape for the layers to report
+
+    def _log_prob(self, x: Tensor) -> Tensor:
         z, logabsdet = self.bijection(x)
+        if z.dtype in (torch.bfloat16, torch.float16):
+            # Under autocast a layer can hand back a half-precision latent; its density is a
+            # sum of thousands of squares, which needs float32.
+            z = z.float()
         return self.base.log_prob(z) + logabsdet
 
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``n`` samples ``(n, *shape)``; ``temperature < 1`` gives sharper samples."""
-        z = self.base.sample(n, temperature)
+    def rsample(
+        self, sample_shape: int | Sequence[int] = torch.Size(), temperature: float = 1.0
+    ) -> Tensor:
+        """Differentiable samples ``(*sample_shape, *event_shape)``; an int ``n`` is ``(n,)``."""
+        shape = _as_sample_shape(sample_shape)
+        z = self.base.sample(shape.numel(), temperature)
         x, _ = self.bijection.inverse(z)
-        return x
+        return x.reshape(*shape, *x.shape[1:])
 
-    def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
-        """Draw ``n`` samples and their log-densities in one pass (no forward re-run)."""
-        z = self.base.sample(n)
+    @torch.no_grad()
+    def sample(
+        self, sample_shape: int | Sequence[int] = torch.Size(), temperature: float = 1.0
+    ) -> Tensor:
+        """Samples ``(*sample_shape, *event_shape)`` without gradients: ``sample(n)`` gives
+        ``(n, *event_shape)``; ``temperature < 1`` gives sharper samples."""
+        return self.rsample(sample_shape, temperature)
+
+    def sample_and_log_prob(self, n: int | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Draw samples and their log-densities in one pass (no forward re-run).
+
+        An int ``n`` gives ``(n, *event_shape)`` and ``(n,)``; a shape gives
+        ``(*shape, *event_shape)`` and ``shape``. Differentiable, like ``rsample``.
+        """
+        shape = _as_sample_shape(n)
+        z = self.base.sample(shape.numel())
         log_pz = self.base.log_prob(z)
         x, inv_logabsdet = self.bijection.inverse(z)
-        return x, log_pz - inv_logabsdet
+        return x.reshape(*shape, *x.shape[1:]), (log_pz - inv_logabsdet).reshape(shape)
 
     def bits_per_dim(self, x: Tensor, n_bins: int = 256) -> Tensor:
         """``(B, *shape) -> (B,)``: bits per dimension of discrete data.

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .common import resolve_device
+from .common import resolve_device, warn
+
+if TYPE_CHECKING:
+    from ..distributions import Flow
+    from ..training.datasets import Split
+    from ..training.run import LoadedRun
 
 
 def add_run_args(p: Any, *, data: bool = False) -> None:
@@ -18,14 +23,32 @@ def add_run_args(p: Any, *, data: bool = False) -> None:
         p.add_argument("--data-dir", default=None, help="where the run's dataset lies now")
 
 
-def open_from_args(args: argparse.Namespace):
+def open_from_args(args: argparse.Namespace) -> LoadedRun:
     from ..training.run import open_run
 
     return open_run(args.run_dir, args.checkpoint, resolve_device(args.device),
-                    use_ema=not args.no_ema)
+                    use_ema=not args.no_ema, warn=warn)
 
 
-def load_run_split(run, split: str, data_dir: str | None):
-    from ..training.batches import load_split
+def load_run_split(run: LoadedRun, split: str, data_dir: str | None) -> Split:
+    """The run's dataset split ``split``, checked against the shape the run was trained on."""
+    from ..training.datasets import load_split
+    from .common import UsageError
 
-    return load_split(run.config, split, data_dir)
+    data = load_split(run.config, split, data_dir)
+    if list(data.shape) != list(run.data["shape"]):
+        raise UsageError(f"data shape {data.shape} differs from the run's "
+                         f"{tuple(run.data['shape'])}")
+    return data
+
+
+def flow_of(run: LoadedRun, command: str) -> Flow:
+    """The run's flow, for commands that map data to latents; others get a one-line error."""
+    from ..training.objectives import TaskError
+
+    flow = getattr(run.objective, "flow", None)
+    if flow is None:
+        raise TaskError(f"'{command}' needs a run whose model is a flow; this run's task is "
+                        f"'{run.config.task}'")
+    return flow
+

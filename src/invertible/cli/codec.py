@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._runs import add_run_args, load_run_split, open_from_args
+from ._runs import add_run_args, flow_of, load_run_split, open_from_args
 from .common import UsageError, output_path, positive_int, say
 
 
@@ -53,8 +53,8 @@ def _read_png(path: Path, shape: tuple[int, ...], n_bins: int) -> np.ndarray:
 
     c, h, w = shape
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("L" if c == 1 else "RGB")
             a = np.asarray(img, dtype=np.float64)
     except (OSError, UnidentifiedImageError) as err:
         raise UsageError(f"cannot read image {path} ({err})") from None
@@ -97,6 +97,7 @@ def run_encode(args: argparse.Namespace) -> int:
     out = output_path(args.output, args.force, (".npy", ".safetensors"))
     r = open_from_args(args)
     obj = r.objective
+    bij = flow_of(r, "encode").bijection
     shape = tuple(r.data["shape"])
     if args.split is not None:
         x = load_run_split(r, args.split, args.data_dir).x
@@ -110,10 +111,12 @@ def run_encode(args: argparse.Namespace) -> int:
         if path.suffix.lower() == ".png":
             if obj.kind != "image":
                 raise UsageError("a PNG input needs an image model")
+            assert obj.n_bins is not None  # image objectives always have their levels
             x = _check_levels(_read_png(path, shape, obj.n_bins), shape, obj.n_bins, src)
         elif path.suffix.lower() == ".npy":
             a = _read_npy(path)
             if obj.kind == "image":
+                assert obj.n_bins is not None
                 x = _check_levels(a, shape, obj.n_bins, src)
             else:
                 a = np.atleast_2d(a)
@@ -128,7 +131,7 @@ def run_encode(args: argparse.Namespace) -> int:
         for start in range(0, len(x), 256):
             xb = x[start : start + 256].to(device)
             xb = obj.center(xb) if obj.kind == "image" else xb
-            zs.append(obj.flow.bijection(xb)[0].cpu())
+            zs.append(bij(xb)[0].cpu())
     z = torch.cat(zs)
     if out.suffix.lower() == ".npy":
         atomic_write_bytes(out, _npy_bytes(z.numpy()))
@@ -166,6 +169,7 @@ def run_decode(args: argparse.Namespace) -> int:
     z_np = _read_latents(Path(args.latents))
     r = open_from_args(args)
     obj = r.objective
+    bij = flow_of(r, "decode").bijection
     shape = tuple(r.data["shape"])
     if z_np.ndim == len(shape):
         z_np = z_np[None]
@@ -178,13 +182,14 @@ def run_decode(args: argparse.Namespace) -> int:
     device = next(obj.parameters()).device
     z = torch.from_numpy(z_np).to(device, dtype)
     with torch.no_grad():
-        x = torch.cat([obj.flow.bijection.inverse(z[s : s + 256])[0]
+        x = torch.cat([bij.inverse(z[s : s + 256])[0]
                        for s in range(0, len(z), 256)])
     if obj.kind == "image":
         levels = obj.to_levels(x).cpu().numpy()
         if out.suffix.lower() == ".npy":
             atomic_write_bytes(out, _npy_bytes(levels))
         else:
+            assert obj.n_bins is not None  # image objectives always have their levels
             save_image_grid(levels, obj.n_bins, out)
     else:
         xs = x.float().cpu().numpy()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
@@ -33,7 +34,10 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _number(kind, text: str, what: str):
+_N = TypeVar("_N", int, float)
+
+
+def _number(kind: Callable[[str], _N], text: str, what: str) -> _N:
     try:
         return kind(text)
     except ValueError:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._runs import add_run_args, open_from_args
 from .common import say
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def add_parser(sub: Any) -> None:
@@ -18,7 +21,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _count(m) -> int:
+def _count(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
@@ -27,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
     cfg, obj = r.config, r.objective
     say(f"run: {r.paths.root}")
     opts = ", ".join(f"{k}={v}" for k, v in sorted(cfg.model_options.items())) or "defaults"
-    say(f"model: {cfg.model} ({opts}); {_count(obj.flow):,} parameters in the flow"
-        + (f", {_count(obj.dequant):,} in the dequantizer" if obj.dequant is not None
-           and _count(obj.dequant) else ""))
+    flow = getattr(obj, "flow", None)
+    dequant = getattr(obj, "dequant", None)
+    say(f"task: {cfg.task}" + (f" ({', '.join(f'{k}={v}' for k, v in cfg.task_options.items())})"
+                               if cfg.task_options else ""))
+    say(f"model: {cfg.model} ({opts}); {_count(obj):,} parameters"
+        + (f", {_count(dequant):,} of them in the dequantizer" if dequant is not None
+           and _count(dequant) else ""))
     shape = "x".join(map(str, r.data["shape"]))
     levels = f", {r.data['n_bins']} levels" if r.data.get("n_bins") else ""
     say(f"data: {cfg.data} ({r.data['kind']} {shape}{levels}); dequantization {cfg.dequant}")
@@ -42,18 +49,19 @@ def run(args: argparse.Namespace) -> int:
     say(f"checkpoint: {args.checkpoint}, step {t.get('step')}, epoch {t.get('epoch')}, "
         f"{t.get('elapsed', 0):.0f} s trained" + (", EMA weights" if r.used_ema else ""))
     say("layers:")
-    if args.full:
-        say(str(obj.flow))
+    if args.full or flow is None:
+        say(str(obj if flow is None else flow))
     else:
-        for name, child in obj.flow.bijection.named_children():
+        for name, child in flow.bijection.named_children():
             for sub_name, sub in (child.named_children() if name == "layers" else [(name, child)]):
                 say(f"  {sub_name:>4}  {type(sub).__name__:<28} {_count(sub):>10,}")
     recs = r.metrics
     last = {}
     for rec in recs:
-        for key in ("train_bpd", "val_bpd", "test_bpd", "test_bpd_ci95", "images_per_s", "lr"):
-            if key in rec:
-                last[key] = (rec["step"], rec[key])
+        for key, value in rec.items():
+            if key.startswith(("train_", "val_", "test_")) and not key.endswith("_std") \
+                    or key in ("images_per_s", "lr"):
+                last[key] = (rec["step"], value)
     if last:
         say("last metrics: " + ", ".join(
             f"{k} {v:.4g} (step {s})" if isinstance(v, float) else f"{k} {v} (step {s})"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._runs import add_run_args, load_run_split, open_from_args
+from ._runs import add_run_args, flow_of, load_run_split, open_from_args
 from .common import UsageError, output_path, positive_int, say
 
 
@@ -31,12 +31,13 @@ def add_parser(sub: Any) -> None:
 @torch.no_grad()
 def interpolate_rows(objective, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """Levels ``(P, C, H, W)`` x 2 -> ``(P * steps, C, H, W)`` levels, row by row."""
-    za, _ = objective.flow.bijection(objective.center(a))
-    zb, _ = objective.flow.bijection(objective.center(b))
+    bij = objective.flow.bijection
+    za, _ = bij(objective.center(a))
+    zb, _ = bij(objective.center(b))
     t = torch.linspace(0, 1, steps, dtype=za.dtype, device=za.device)
     shape = (1, steps) + (1,) * (za.dim() - 1)
     z = (1 - t.view(shape)) * za[:, None] + t.view(shape) * zb[:, None]
-    x, _ = objective.flow.bijection.inverse(z.flatten(0, 1))
+    x, _ = bij.inverse(z.flatten(0, 1))
     return objective.to_levels(x)
 
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise UsageError("--steps must be at least 2 (the two ends)")
     r = open_from_args(args)
+    flow_of(r, "interpolate")
     if r.objective.kind != "image":
         raise UsageError("interpolate needs an image model; this run is on vector data")
     split = load_run_split(r, args.split, args.data_dir)
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     a = split.x[idx[: args.pairs]].to(device)
     b = split.x[idx[args.pairs :]].to(device)
     levels = interpolate_rows(r.objective, a, b, args.steps).cpu().numpy()
+    assert r.objective.n_bins is not None  # an image objective (checked above) has its levels
     save_image_grid(np.asarray(levels), r.objective.n_bins, out, nrow=args.steps)
     say(f"wrote {args.pairs} interpolations of {args.steps} images to {out}")
     return 0

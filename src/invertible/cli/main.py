@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from .common import Parser, UsageError
 
@@ -36,24 +38,31 @@ def build_parser() -> Parser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ..core import InvalidInputError
+    from ..data import DatasetError
     from ..models.registry import ModelError
     from ..training.checkpoint import CheckpointError
     from ..training.config import ConfigError
+    from ..training.objectives import TaskError
 
-    errors: list[type[BaseException]] = [UsageError, ModelError, CheckpointError, ConfigError,
-                                         InvalidInputError]
-    try:
-        from ..data import DatasetError
+    return (UsageError, ModelError, CheckpointError, ConfigError, InvalidInputError,
+            DatasetError, TaskError)
 
-        errors.append(DatasetError)
-    except ImportError:  # pragma: no cover - data package always ships
-        pass
-    return tuple(errors)
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    # A user reads "invertible: warning: ...", not a source location.
+    print(f"invertible: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``invertible`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     errors = _user_errors()
     try:
         args = build_parser().parse_args(argv)

@@ -26,14 +26,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.checkpoint import atomic_write_bytes
+    from ..training.objectives import seeded_samples
     from ..training.plots import save_image_grid, save_scatter
-    from ..training.trainer import draw_samples
 
     out = output_path(args.output, args.force, (".png", ".npy"))
     if args.num > 100_000:
         raise UsageError(f"-n {args.num} is too many samples for one file (at most 100000)")
     r = open_from_args(args)
-    x = draw_samples(r.objective, args.num, args.temperature, args.seed).numpy()
+    x = seeded_samples(r.objective, args.num, args.temperature, args.seed).numpy()
     if out.suffix.lower() == ".npy":
         import io
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         np.save(buf, x)
         atomic_write_bytes(out, buf.getvalue())
     elif r.objective.kind == "image":
+        assert r.objective.n_bins is not None  # image objectives always have their levels
         save_image_grid(x, r.objective.n_bins, out)
     else:
         save_scatter(x, out, title=f"{args.num} samples, T={args.temperature}")

@@ -1,13 +1,12 @@
-"""``invertible train``: fit a flow on a dataset and write a run folder."""
+"""``invertible train``: fit a model for a task (``--task``) on a dataset; write a run folder."""
 
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,7 +19,12 @@ from .common import (
     resolve_device,
     say,
     unit_float,
+    warn,
 )
+
+if TYPE_CHECKING:
+    from ..training.config import TrainConfig
+    from ..training.paths import RunPaths
 
 # Defaults for a first run on the embedded digits: about 3 minutes on 2 CPU cores.
 DEFAULT_DATA = "digits"
@@ -29,21 +33,31 @@ DEFAULT_MAX_TIME = {"digits": 170.0}
 DEFAULT_MODELS = {"image": "iconvnet", "vector": "maf"}
 
 # Options that may change when a run is resumed (the rest define the run).
-_RESUMABLE = {"epochs", "steps", "max_time", "device", "val_every", "sample_every", "data_dir"}
+_RESUMABLE = {"epochs", "steps", "max_time", "device", "val_every", "sample_every", "data_dir",
+              "check_every", "log_every"}
 _MODEL_OPTIONS = ("levels", "depth", "hidden")
 
 
 def add_parser(sub: Any) -> None:
+    from ..training.objectives import task_names
+
     p = sub.add_parser(
         "train",
-        help="train a flow and write a run folder",
+        help="train a model for a task and write a run folder",
         description=(
-            "Train a normalizing flow. Without options: the i-ConvNet on the embedded 8x8 "
-            "digits for about 3 minutes on 2 CPU cores. Under 'torchrun --nproc_per_node=N' "
-            "training is data-parallel; --batch-size is per process (global batch = N x it)."
+            "Train a model. Without options: a density model (normalizing flow) on the "
+            "embedded 8x8 digits for about 3 minutes on 2 CPU cores. Under 'torchrun "
+            "--nproc_per_node=N' training is data-parallel; --batch-size is per process "
+            "(global batch = N x it). SIGINT or SIGTERM stops cleanly and saves the latest "
+            "checkpoint; continue with --resume."
         ),
     )
-    d = p.add_argument_group("data and model")
+    d = p.add_argument_group("task, data and model")
+    d.add_argument("--task", choices=task_names(), default=None,
+                   help="what to train for (default density: maximum likelihood)")
+    d.add_argument("--task-option", type=model_option, action="append", default=None,
+                   metavar="KEY=VALUE", dest="task_option",
+                   help="a setting of the task's objective, VALUE read as JSON; repeatable")
     d.add_argument("--data", default=None, help=f"dataset name (default {DEFAULT_DATA})")
     d.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     d.add_argument("--download", action="store_true", default=None,
@@ -85,7 +99,7 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--ema", type=unit_float, default=None,
                    help="EMA decay of the weights used for evaluation/sampling (0 = off)")
     o.add_argument("--amp", action="store_true", default=None,
-                   help="bfloat16 mixed precision (CUDA only)")
+                   help="bfloat16 autocast (CPU or CUDA); FFT convolutions stay float32")
     o.add_argument("--seed", type=int, default=None)
     o.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
     r = p.add_argument_group("outputs")
@@ -95,26 +109,29 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a run from its latest checkpoint")
     r.add_argument("--val-every", type=nonneg_int, default=None,
-                   help="validate and checkpoint every N steps (default: about 10 times a run)")
+                   help="validate and checkpoint every N steps (default: about 10 times a "
+                   "run; 0 = never, checkpoints at the end only)")
     r.add_argument("--sample-every", type=nonneg_int, default=None,
-                   help="write a sample grid every N steps (default: with validation)")
+                   help="write the task's pictures every N steps (default: with validation; "
+                   "0 = at the end only)")
+    r.add_argument("--check-every", type=positive_int, default=None,
+                   help="read the non-finite-step flag every N steps (default 1: exact skips; "
+                   "N > 1 avoids a GPU sync per step, bad steps then apply zero gradients)")
     o.add_argument("--sv-clip-every", type=nonneg_int, default=None,
                    help="project circular convolutions into their singular-value bounds "
                    "every N steps (default 1, 0 = never)")
     r.add_argument("--log-every", type=positive_int, default=None)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Testing aid: behave as if interrupted after this step (saves latest, no final eval).
-    p.add_argument("--stop-at-step", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "run", "out", "force", "resume", "no_progress", "stop_at_step",
-            "model_option", *_MODEL_OPTIONS}
+    skip = {"command", "run", "out", "force", "resume", "no_progress", "model_option",
+            "task_option", *_MODEL_OPTIONS}
     return {k: v for k, v in vars(args).items() if v is not None and k not in skip}
 
 
-def _fresh_config(args: argparse.Namespace, kind_of):
+def _fresh_config(args: argparse.Namespace) -> TrainConfig:
     from ..training.config import TrainConfig
 
     given = _given(args)
@@ -126,19 +143,26 @@ def _fresh_config(args: argparse.Namespace, kind_of):
         if key in cfg.model_options:
             raise UsageError(f"model option '{key}' is given twice")
         cfg.model_options[key] = value
+    for key, value in args.task_option or []:
+        if key in cfg.task_options:
+            raise UsageError(f"task option '{key}' is given twice")
+        cfg.task_options[key] = value
     if cfg.epochs is None and cfg.steps is None and cfg.max_time is None:
         cfg.epochs = DEFAULT_EPOCHS.get(cfg.data, 20)
         cfg.max_time = DEFAULT_MAX_TIME.get(cfg.data)
     return cfg
 
 
-def _resumed_config(args: argparse.Namespace):
+def _resumed_config(
+    args: argparse.Namespace,
+) -> tuple[RunPaths, TrainConfig, dict[str, Any]]:
     from ..training.run import read_run_config
 
     paths, cfg, data = read_run_config(args.resume)
     given = _given(args)
     fixed = sorted(k for k in given if k not in _RESUMABLE)
-    fixed += [k for k in (*_MODEL_OPTIONS, "model_option") if getattr(args, k) is not None]
+    fixed += [k for k in (*_MODEL_OPTIONS, "model_option", "task_option")
+              if getattr(args, k) is not None]
     if fixed:
         names = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise UsageError(f"{names} cannot change when resuming (they define the run)")
@@ -170,10 +194,11 @@ def _clear_ours(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import model_lrs
     from ..training import distributed as D
-    from ..training.batches import load_split
-    from ..training.checkpoint import load_checkpoint, strip_prefix
-    from ..training.run import build_objective, write_run_config
-    from ..training.trainer import RunPaths, Trainer, evaluate_bpd
+    from ..training.datasets import load_split
+    from ..training.loop import Trainer, default_val_every
+    from ..training.objectives import build_objective
+    from ..training.paths import RunPaths
+    from ..training.run import eval_state, load_weights, write_run_config
 
     resume = args.resume is not None
     if resume:
@@ -181,12 +206,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume continues in its own folder; leave out --out")
         paths, cfg, data_info = _resumed_config(args)
     else:
-        cfg = _fresh_config(args, None)
+        cfg = _fresh_config(args)
         data_info = None
     cfg.validate()
     device = resolve_device(cfg.device)
-    if cfg.amp and device.type != "cuda":
-        raise UsageError("--amp needs a CUDA device (use --device cuda)")
 
     # Every rank checks the output before the process group forms; only rank 0 writes.
     env = D.env_info()
@@ -200,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and env.enabled:
         device = torch.device("cuda", env.local_rank)
     dist_info = D.init_distributed(device)
+
     try:
         train = load_split(cfg, "train")
         val = load_split(cfg, "val")
@@ -212,15 +236,15 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the data now has shape {train.shape}, the run used "
                              f"{tuple(data_info['shape'])}")
         data_info = train.info()
-        if cfg.val_every == 0:
-            cfg.val_every = _default_val_every(cfg, len(train), dist_info.world_size)
-        if cfg.sample_every == 0:
+        if cfg.val_every is None:
+            cfg.val_every = default_val_every(cfg, len(train), dist_info.world_size)
+        if cfg.sample_every is None:
             cfg.sample_every = cfg.val_every
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         objective = build_objective(cfg, data_info)
         state = None
         if resume:
-            state = load_checkpoint(paths.latest)
+            _, *state = load_weights(paths, "latest", warn)
         elif dist_info.is_main:
             paths.root.mkdir(parents=True, exist_ok=True)
             _clear_ours(paths.root)
@@ -231,46 +255,44 @@ def run(args: argparse.Namespace) -> int:
             budget = ", ".join(f"{k} {v}" for k, v in (("epochs", cfg.epochs),
                                ("steps", cfg.steps), ("max-time", cfg.max_time)) if v)
             n_par = sum(p.numel() for p in objective.parameters())
-            say(f"{what} {cfg.model} ({n_par:,} parameters) on {cfg.data} {train.shape} "
-                f"({len(train)} train / {len(val)} val), {budget}, "
+            say(f"{what} {cfg.model} ({n_par:,} parameters) for {cfg.task} on {cfg.data} "
+                f"{train.shape} ({len(train)} train / {len(val)} val), {budget}, "
                 f"batch {cfg.batch_size} x {dist_info.world_size} process(es), device {device}"
                 f" -> {paths.root}")
-        trainer = Trainer(cfg, objective, train, val, paths.root, dist_info=dist_info,
-                          device=device, resume=state,
-                          progress=None if not args.no_progress else False,
-                          stop_at_step=args.stop_at_step)
+        trainer = Trainer(cfg, objective, train, val if cfg.val_every else None, paths.root,
+                          dist_info=dist_info, device=device,
+                          resume=tuple(state) if state else None,  # type: ignore[arg-type]
+                          progress=None if not args.no_progress else False)
         summary = trainer.fit()
         if summary.interrupted:
             if dist_info.is_main:
                 say(f"stopped at step {summary.step}; resume with: invertible train "
                     f"--resume {paths.root}")
-            return 130 if args.stop_at_step is None else 0
-        # Test bits/dim of the best checkpoint (by validation), sharded over ranks.
-        test_line = ""
+            return 130
+        # The test split on the best checkpoint (by validation), sharded over ranks.
+        test_lines: list[str] = []
         if test is not None:
-            tensors, _ = load_checkpoint(paths.best)
-            ema = strip_prefix("ema", tensors)
-            objective.load_state_dict(ema or strip_prefix("model", tensors))
-            mean, std, n, _ = evaluate_bpd(objective, test, max(cfg.batch_size, 256), device,
-                                           dist_info)
-            ci = 1.96 * std / math.sqrt(max(n, 1))
-            trainer.metrics.write({"step": summary.step, "event": "test", "test_bpd": mean,
-                                   "test_bpd_ci95": ci, "n": n})
-            test_line = f"test bits/dim: {mean:.4f} ± {ci:.4f} (95% CI over {n} images)"
+            _, tensors, _ = load_weights(paths, "best", warn)
+            objective.load_state_dict(eval_state(tensors)[0])
+            figures = objective.evaluate(test, max(cfg.batch_size, 256), dist_info)
+            trainer.metrics.write({"step": summary.step, "event": "test",
+                                   **{f"test_{k}": v for k, v in figures.items()}})
+            test_lines = objective.describe(figures, "test")
         if dist_info.is_main:
-            val = f"{summary.best_val_bpd:.4f}" if summary.best_val_bpd is not None else "n/a"
-            tr = f"{summary.train_bpd:.4f}" if summary.train_bpd is not None else "n/a"
+            label, monitor = objective.monitor_label, summary.monitor
+            tr = summary.train.get(monitor)
+            val_text = f"{summary.best_val:.4f}" if summary.best_val is not None else "n/a"
             ips = f", {summary.images_per_s:.0f} images/s" if summary.images_per_s else ""
             say(f"done: {summary.step} steps ({summary.epoch} epochs) in "
-                f"{summary.elapsed:.0f} s{ips}; train bits/dim {tr}, best val bits/dim {val}"
+                f"{summary.elapsed:.0f} s{ips}; train {label} "
+                f"{'n/a' if tr is None else f'{tr:.4f}'}, best val {label} {val_text}"
                 + (f"; {summary.nonfinite_events} non-finite steps skipped"
                    if summary.nonfinite_events else ""))
-            if test_line:
-                say(test_line)
-            if summary.samples_path is not None:
-                say(f"samples: {summary.samples_path}")
-            say(f"run folder: {paths.root} (next: invertible sample {paths.root} -n 64 "
-                f"-o samples.png)")
+            for line in test_lines:
+                say(line)
+            for path in summary.artifacts:
+                say(f"{path.parent.name}: {path}")
+            say(f"run folder: {paths.root} (next: invertible evaluate {paths.root})")
         return 0
     finally:
         D.shutdown()
@@ -279,14 +301,3 @@ def run(args: argparse.Namespace) -> int:
 def _default_model(kind: str) -> str:
     """The i-ConvNet for images, MAF for vectors."""
     return DEFAULT_MODELS[kind]
-
-
-def _default_val_every(cfg, n_train: int, world: int) -> int:
-    """About ten validations per run when the length is known, else every epoch."""
-    per_epoch = max(n_train // (cfg.batch_size * world), 1)
-    total = [cfg.steps] if cfg.steps else []
-    if cfg.epochs:
-        total.append(cfg.epochs * per_epoch)
-    if total:
-        return max(min(total) // 10, 1)
-    return per_epoch

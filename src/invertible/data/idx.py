@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from io import BufferedIOBase
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -41,14 +41,14 @@ def find_idx_file(root: Path, stem: str) -> Path:
     raise DatasetError(f"missing {stem}.gz (or un-gzipped {stem}) in {root}")
 
 
-def _read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes:
+def _read_exact(f: BufferedIOBase, n: int, path: Path, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise DatasetError(f"{path}: truncated {what} ({len(data)} of {n} bytes)")
     return data
 
 
-def _read_capped(f: BinaryIO, limit: int) -> bytearray:
+def _read_capped(f: BufferedIOBase, limit: int) -> bytearray:
     """Read at most ``limit`` bytes in chunks: memory grows only with data actually there."""
     buf = bytearray()
     while len(buf) < limit:
@@ -59,7 +59,7 @@ def _read_capped(f: BinaryIO, limit: int) -> bytearray:
     return buf
 
 
-def _parse(f: BinaryIO, path: Path, magic: int, file_size: int | None) -> np.ndarray:
+def _parse(f: BufferedIOBase, path: Path, magic: int, file_size: int | None) -> np.ndarray:
     head = _read_exact(f, 4, path, "IDX header")
     found = int.from_bytes(head, "big")
     if found != magic:
@@ -68,8 +68,8 @@ def _parse(f: BinaryIO, path: Path, magic: int, file_size: int | None) -> np.nda
             f"{path}: wrong magic number {found} (expected {magic} for an IDX {kind} file)"
         )
     ndim = magic & 0xFF
-    dims = np.frombuffer(_read_exact(f, 4 * ndim, path, "IDX header"), dtype=">u4")
-    dims = tuple(int(d) for d in dims)
+    raw_dims = np.frombuffer(_read_exact(f, 4 * ndim, path, "IDX header"), dtype=">u4")
+    dims = tuple(int(d) for d in raw_dims)
     if dims[0] == 0:
         raise DatasetError(f"{path}: the header says the file holds no items")
     if any(d == 0 or d > MAX_SIDE for d in dims[1:]):

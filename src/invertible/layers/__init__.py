@@ -4,38 +4,25 @@ from . import (
     autoregressive,
     circular_conv,
     coupling,
+    dequantization,
     downsampling,
     elementwise,
     masks,
     normalization,
     permutation,
-    preprocessing,
     reshape,
 )
 from .autoregressive import *
 from .circular_conv import *
 from .coupling import *
+from .dequantization import *
 from .downsampling import *
 from .elementwise import *
 from .masks import *
 from .normalization import *
 from .permutation import *
-from .preprocessing import *
 from .reshape import *
 
-__all__ = [
-    name
-    for module in (
-        autoregressive,
-        circular_conv,
-        coupling,
-        downsampling,
-        elementwise,
-        masks,
-        normalization,
-        permutation,
-        preprocessing,
-        reshape,
-    )
-    for name in module.__all__
-]
+_FAMILIES = (autoregressive, circular_conv, coupling, dequantization, downsampling, elementwise,
+             masks, normalization, permutation, reshape)
+__all__ = [name for module in _FAMILIES for name in module.__all__]

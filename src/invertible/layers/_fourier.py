@@ -18,7 +18,7 @@ from torch import Tensor
 _DIRECT_MAX_KERNEL = 7
 
 
-def _phases(n: int, freqs: Tensor, k: int, dtype: torch.dtype, device) -> Tensor:
+def _phases(n: int, freqs: Tensor, k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``(len(freqs), k)`` complex ``exp(+2 pi i f s / n)`` for tap offsets ``s = -p .. p``."""
     offsets = torch.arange(k, device=device, dtype=torch.float64) - k // 2
     angle = (2 * math.pi / n) * torch.outer(freqs.to(torch.float64), offsets)
@@ -54,7 +54,9 @@ def kernel_spectrum(weight: Tensor, h: int, w: int, full: bool = False) -> Tenso
     return spec.permute(2, 3, 0, 1)
 
 
-def half_spectrum_multiplicity(h: int, w: int, dtype: torch.dtype, device) -> Tensor:
+def half_spectrum_multiplicity(
+    h: int, w: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
     """``(w // 2 + 1,)`` weights: how many full-spectrum columns each rfft column stands for.
 
     Column 0 (and column ``w / 2`` for even ``w``) is its own conjugate partner and counts

@@ -15,12 +15,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import Bijection, sum_except_batch
+from ._functional import soft_clamp
 
 __all__ = ["MADE", "MaskedAutoregressive", "MaskedLinear"]
 
 
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` whose weight is multiplied by a fixed 0/1 ``mask`` (out, in)."""
+
+    mask: Tensor
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor) -> None:
         super().__init__(in_features, out_features)
@@ -42,6 +45,8 @@ class MADE(nn.Module):
     degrees are assigned cyclically (deterministic, so rebuilt modules match saved ones).
     The output layer is zero-initialised. Not a bijection.
     """
+
+    order_rank: Tensor
 
     def __init__(
         self,
@@ -129,7 +134,7 @@ class MaskedAutoregressive(Bijection):
         shift, raw = h[:, 0], h[:, 1]
         if self.clamp is None:
             return shift, raw
-        return shift, self.clamp * torch.tanh(raw / self.clamp)
+        return shift, soft_clamp(raw, self.clamp)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, [("B", self.features)])

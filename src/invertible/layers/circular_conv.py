@@ -6,10 +6,22 @@ A circular convolution is block-diagonal in the 2-D Fourier basis, one ``c x c``
 and an inverse FFT: ``O(c^2 hw log hw + c^3 hw)`` instead of ``O((chw)^3)`` for the dense
 Jacobian. Only the real-FFT half spectrum is factorised; conjugate frequencies share
 ``|det|`` and are counted by multiplicity.
+
+Precision under mixed precision (``torch.autocast`` with bfloat16 or float16): the layer
+opts out of autocast. Its forward (spatial ``conv2d`` or FFT, block matmul and bias), its
+inverse (FFT, per-frequency solves, inverse FFT), the spectrum, the LU factors and the
+log-det all run in the weights' dtype (float32 in a mixed-precision model), and
+``forward``/``inverse`` return that dtype for both the output and the log-det. A bfloat16
+or float16 input (from an autocast layer upstream) is upcast first. Two reasons:
+``torch.fft`` and the LU factorisation have no bfloat16 or float16 kernels (on CPU), and
+with ``eps(bfloat16) = 2^-7`` the inverse would disagree with the forward by ~1e-2
+relative, far above ``tolerance`` (a bf16 ``InvertibleConv1x1`` round trip is off by ~5e-3).
+Weights themselves must be float32 or float64 (keep the model in float32 under autocast).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Literal
@@ -29,6 +41,18 @@ from ._fourier import (
 
 __all__ = ["CircularConv2d", "ConditioningWarning", "IllConditionedError"]
 
+# Input dtypes that are upcast to the weights' dtype rather than rejected (autocast output).
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A region where autocast does not downcast (see the module docstring for why)."""
+    # Entering a disabled autocast costs more than a cached forward's bookkeeping, so only
+    # when it is on; "meta" and other devices without autocast would raise on the query.
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
 
 class ConditioningWarning(UserWarning):
     """An inverse is expected to lose more relative accuracy than the layer's tolerance."""
@@ -46,9 +70,11 @@ class CircularConv2d(Bijection):
     same for every sample. ``inverse`` solves per frequency in the Fourier domain.
 
     Any spatial size ``H, W >= kernel_size`` works (odd, even, non-square), as do float32
-    and float64. ``linalg`` picks the linear algebra: ``"complex"`` factorises the complex
-    blocks natively; ``"real"`` uses the lifting ``phi(A+iB) = [[A, -B], [B, A]]`` with
-    ``log|det C| = 1/2 log|det phi(C)|``, for backends without complex linear algebra.
+    and float64. Under ``torch.autocast`` the layer computes in the weights' dtype and
+    returns it; bfloat16/float16 inputs are upcast (module docstring). ``linalg`` picks the
+    linear algebra: ``"complex"`` factorises the complex blocks natively; ``"real"`` uses
+    the lifting ``phi(A+iB) = [[A, -B], [B, A]]`` with ``log|det C| = 1/2 log|det phi(C)|``,
+    for backends without complex linear algebra.
     ``solver`` picks how cached inverses solve: ``"inverse"`` (default: explicit block
     inverses built once per weight value from the LU, then one batched matmul per call) or
     ``"lu"`` (triangular solves per call, backward stable per frequency, ~1.8x slower on
@@ -56,9 +82,13 @@ class CircularConv2d(Bijection):
 
     Caching: outside autograd (``torch.no_grad`` or frozen weights) the per-frequency LU
     factors and the log-det are computed once per weight value and spatial size and reused;
-    the cache is keyed on the weight's identity, storage, version counter, dtype and device,
-    so optimizer steps, ``load_state_dict`` and ``.to()`` invalidate it. With gradients
-    enabled the log-det (and an inverse) is recomputed differentiably on each call.
+    the cache is keyed on the weight's identity, storage, version counter, dtype and device
+    and on a private copy of the weight values it was built from, compared once per call
+    that reads the cache, so any write (optimizer steps, ``load_state_dict``, ``.to()``,
+    in-place edits, including ``weight.data`` writes that the version counter misses)
+    invalidates it. On GPU that comparison is one device synchronisation per such call.
+    With gradients enabled the log-det (and an inverse) is recomputed differentiably on
+    each call, and the forward does not touch the cache.
 
     Numerical health: ``singular_values``, ``condition_number``; the controls
     ``clip_singular_values_`` (projection, call after optimizer steps) and
@@ -118,6 +148,8 @@ class CircularConv2d(Bijection):
         # Factorisations per spatial size, valid while the weight key is unchanged.
         self._cache: dict[tuple[int, int], dict[str, object]] = {}
         self._cache_key: tuple | None = None
+        # The weight values the cache was built from (see ``_refresh_cache``).
+        self._cache_weight: Tensor | None = None
         # Default image size of the health methods: given, else the last input seen.
         self._last_hw: tuple[int, int] | None = (
             None if image_size is None else (int(image_size[0]), int(image_size[1]))
@@ -143,7 +175,14 @@ class CircularConv2d(Bijection):
                 f"CircularConv2d: kernel_size {self.kernel_size} is larger than the "
                 f"{h}x{w} image; a circular kernel must fit in the image"
             )
-        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+        if self.weight.dtype not in (torch.float32, torch.float64):
+            raise InvalidInputError(
+                f"CircularConv2d: weights are {self.weight.dtype}, but the FFT and solves need "
+                "float32 or float64; keep them in float32 and use torch.autocast instead"
+            )
+        # A half-precision input is upcast (autocast); any other mismatch is a caller bug.
+        same_dtype = x.dtype == self.weight.dtype or x.dtype in _HALF_DTYPES
+        if not same_dtype or x.device != self.weight.device:
             raise InvalidInputError(
                 f"CircularConv2d: input is {x.dtype} on {x.device} but the weights are "
                 f"{self.weight.dtype} on {self.weight.device}; convert one of them"
@@ -187,17 +226,37 @@ class CircularConv2d(Bijection):
             torch.is_inference_mode_enabled(),
         )
 
-    def _entry(self, h: int, w: int) -> dict[str, object]:
+    def _refresh_cache(self) -> None:
+        """Drop the cache unless it was built from the current weight values.
+
+        Writes through ``weight.data`` (``.data.mul_``, ``.data.copy_``) bump the alias's own
+        version counter, not the weight's, so the key misses them; comparing the values sees
+        every write. The weight is c*c*k*k elements, tiny next to the transforms, but the
+        comparison synchronises a GPU, so each public method that reads the cache calls this
+        once, before any ``_entry``.
+        """
         key = self._weight_key()
-        if key != self._cache_key:
-            self._cache = {}
-            self._cache_key = key
+        if (
+            key == self._cache_key
+            and self._cache_weight is not None
+            and torch.equal(self._cache_weight, self.weight.detach())
+        ):
+            return
+        self._cache = {}
+        self._cache_key = key
+        self._cache_weight = self.weight.detach().clone()
+
+    def _entry(self, h: int, w: int) -> dict[str, object]:
+        # Only the cheap key here (the values are compared by ``_refresh_cache``).
+        if self._weight_key() != self._cache_key:
+            self._refresh_cache()
         return self._cache.setdefault((h, w), {})
 
     def clear_cache(self) -> None:
         """Drop cached factorisations (they are also invalidated automatically)."""
         self._cache = {}
         self._cache_key = None
+        self._cache_weight = None
 
     def _factors(self, h: int, w: int) -> tuple[Tensor, Tensor]:
         """Cached LU factors of the half-spectrum blocks (lifted when ``linalg='real'``)."""
@@ -238,9 +297,18 @@ class CircularConv2d(Bijection):
 
     # -- log-det ------------------------------------------------------------------------------
     def logabsdet(self, h: int, w: int) -> Tensor:
-        """Scalar ``log|det|`` of the convolution on ``h x w`` images (per sample)."""
-        mult = half_spectrum_multiplicity(h, w, self.weight.dtype, self.weight.device)
+        """Scalar ``log|det|`` of the convolution on ``h x w`` images (per sample).
+
+        In the weights' dtype, also under autocast.
+        """
+        if not self._needs_graph():
+            self._refresh_cache()
+        with _autocast_off(self.weight.device.type):
+            return self._logabsdet(h, w)
+
+    def _logabsdet(self, h: int, w: int) -> Tensor:
         if self._needs_graph():
+            mult = half_spectrum_multiplicity(h, w, self.weight.dtype, self.weight.device)
             blocks = self.spectrum(h, w)
             if self.linalg == "real":
                 per_freq = 0.5 * torch.linalg.slogdet(lift(blocks)).logabsdet
@@ -253,12 +321,19 @@ class CircularConv2d(Bijection):
             per_freq = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
             if self.linalg == "real":
                 per_freq = 0.5 * per_freq
+            mult = half_spectrum_multiplicity(h, w, self.weight.dtype, self.weight.device)
             entry["logdet"] = (per_freq * mult).sum()
         return entry["logdet"]  # type: ignore[return-value]
 
     # -- the two directions -------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self._validate(x)
+        if not self._needs_graph():  # with a graph, the forward does not read the cache
+            self._refresh_cache()
+        with _autocast_off(x.device.type):
+            return self._forward(x.to(self.weight.dtype), h, w)
+
+    def _forward(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
         if self._use_fft(h, w):
             # Contiguous frequency-major operands: with a strided one, the CPU complex
             # batched matmul copies once per frequency (seen in the profiler).
@@ -270,11 +345,17 @@ class CircularConv2d(Bijection):
         else:
             p = self.kernel_size // 2
             z = F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), self.weight, self.bias)
-        return z, self.logabsdet(h, w).expand(x.shape[0])
+        return z, self._logabsdet(h, w).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self._validate(z)
-        self.check_conditioning(h, w)
+        if self.tolerance is not None or not self._needs_graph():
+            self._refresh_cache()
+        with _autocast_off(z.device.type):
+            self._check_conditioning(h, w)  # here, so its warning points at our caller
+            return self._inverse(z.to(self.weight.dtype), h, w)
+
+    def _inverse(self, z: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
         if self.bias is not None:
             z = z - self.bias.view(1, -1, 1, 1)
         rhs = torch.fft.rfft2(z).permute(2, 3, 1, 0).contiguous()  # (h, wr, C, B), as above
@@ -287,7 +368,7 @@ class CircularConv2d(Bijection):
         else:
             sol = self._solve_cached(h, w, rhs)
         x = torch.fft.irfft2(sol.permute(3, 2, 0, 1).contiguous(), s=(h, w))
-        return x, -self.logabsdet(h, w).expand(z.shape[0])
+        return x, -self._logabsdet(h, w).expand(z.shape[0])
 
     # -- numerical health ---------------------------------------------------------------------
     def _hw(self, h: int | None, w: int | None) -> tuple[int, int]:
@@ -316,6 +397,10 @@ class CircularConv2d(Bijection):
     def condition_number(self, h: int | None = None, w: int | None = None) -> float:
         """``sigma_max / sigma_min`` of the whole operator on ``h x w`` images."""
         h, w = self._hw(h, w)
+        self._refresh_cache()
+        return self._condition_number(h, w)
+
+    def _condition_number(self, h: int, w: int) -> float:
         entry = self._entry(h, w)
         if "cond" not in entry:
             with torch.no_grad():
@@ -331,7 +416,14 @@ class CircularConv2d(Bijection):
         if self.tolerance is None:
             return 0.0
         h, w = self._hw(h, w)
-        cond = self.condition_number(h, w)
+        self._refresh_cache()
+        return self._check_conditioning(h, w)
+
+    def _check_conditioning(self, h: int, w: int) -> float:
+        """``check_conditioning`` on a refreshed cache; warns at the caller's caller."""
+        if self.tolerance is None:
+            return 0.0
+        cond = self._condition_number(h, w)
         bound = cond * torch.finfo(self.weight.dtype).eps
         if bound > self.tolerance:
             entry = self._entry(h, w)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import Bijection, sum_except_batch
+from ._functional import soft_clamp
 
 __all__ = ["AdditiveCoupling", "AffineCoupling"]
 
@@ -63,6 +64,11 @@ class _Coupling(Bijection):
     """Shared split / condition / merge logic; subclasses define the element-wise map."""
 
     params_per_entry = 1
+    mask: Tensor
+    # Only registered for 1-D (feature/channel) masks, i.e. when ``spatial`` is False.
+    keep_idx: Tensor
+    trans_idx: Tensor
+    merge_idx: Tensor
 
     def __init__(
         self,
@@ -206,7 +212,7 @@ class AffineCoupling(_Coupling):
         shift, raw = h.chunk(2, dim=1)
         if self.clamp is None:
             return shift, raw
-        return shift, self.clamp * torch.tanh(raw / self.clamp)
+        return shift, soft_clamp(raw, self.clamp)
 
     def _map(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor | None]:
         shift, s = self._shift_log_scale(h)

@@ -19,11 +19,14 @@ from ..core import Bijection, InvalidInputError
 
 __all__ = ["HaarDownsample", "InvertibleAvgPool2d", "NNDownsample"]
 
+# The four pixels of each 2x2 block, or their four mixed coefficients.
+_Quad = tuple[Tensor, Tensor, Tensor, Tensor]
+
 
 class _BlockDownsample(Bijection):
     """Shared plumbing: split into 2x2 blocks, mix the four pixels, restack."""
 
-    def _blocks(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _blocks(self, x: Tensor) -> _Quad:
         self._check(x, [("B", "C", "H", "W")])
         h, w = x.shape[-2:]
         if h % 2 or w % 2:
@@ -51,10 +54,10 @@ class _BlockDownsample(Bijection):
         x[..., 1::2, 1::2] = d
         return x
 
-    def _mix(self, a, b, c, d) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # pragma: no cover
+    def _mix(self, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> _Quad:  # pragma: no cover
         raise NotImplementedError
 
-    def _unmix(self, p, q, r, s) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # pragma: no cover
+    def _unmix(self, p: Tensor, q: Tensor, r: Tensor, s: Tensor) -> _Quad:  # pragma: no cover
         raise NotImplementedError
 
     def _block_logdet(self) -> float:
@@ -78,10 +81,10 @@ class NNDownsample(_BlockDownsample):
     nearest-neighbour upsampling: ``[a, b - a, c - a, d - a]``. Unit triangular, log-det 0.
     """
 
-    def _mix(self, a, b, c, d):
+    def _mix(self, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> _Quad:
         return a, b - a, c - a, d - a
 
-    def _unmix(self, a, rb, rc, rd):
+    def _unmix(self, a: Tensor, rb: Tensor, rc: Tensor, rd: Tensor) -> _Quad:
         return a, rb + a, rc + a, rd + a
 
 
@@ -92,11 +95,11 @@ class InvertibleAvgPool2d(_BlockDownsample):
     determinant 1/4, so the log-det is ``(C H W / 4) log(1/4)`` per sample.
     """
 
-    def _mix(self, a, b, c, d):
+    def _mix(self, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> _Quad:
         m = (a + b + c + d) / 4
         return m, b - m, c - m, d - m
 
-    def _unmix(self, m, rb, rc, rd):
+    def _unmix(self, m: Tensor, rb: Tensor, rc: Tensor, rd: Tensor) -> _Quad:
         return m - (rb + rc + rd), rb + m, rc + m, rd + m
 
     def _block_logdet(self) -> float:
@@ -112,14 +115,14 @@ class HaarDownsample(_BlockDownsample):
     """
 
     @staticmethod
-    def _haar(a, b, c, d):
+    def _haar(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> _Quad:
         s, t = a + b, a - b
         u, v = c + d, c - d
         return (s + u) / 2, (t + v) / 2, (s - u) / 2, (t - v) / 2
 
-    def _mix(self, a, b, c, d):
+    def _mix(self, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> _Quad:
         return self._haar(a, b, c, d)
 
-    def _unmix(self, ll, lh, hl, hh):
+    def _unmix(self, ll: Tensor, lh: Tensor, hl: Tensor, hh: Tensor) -> _Quad:
         # The Haar matrix is symmetric and orthogonal, hence its own inverse.
         return self._haar(ll, lh, hl, hh)

@@ -9,16 +9,18 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import Bijection, InvalidInputError, sum_except_batch
+from ._functional import log_sigmoid_derivative
 
 __all__ = [
     "ElementwiseAffine",
     "Exp",
     "LeakyReLU",
     "Logit",
+    "LogitTransform",
+    "Scale",
     "Sigmoid",
     "SneakyReLU",
 ]
@@ -69,23 +71,18 @@ class Exp(Bijection):
         return x, -sum_except_batch(x)
 
 
-def _log_sigmoid_derivative(x: Tensor) -> Tensor:
-    # log sigma'(x) = log sigma(x) + log sigma(-x), stable for large |x|.
-    return -F.softplus(-x) - F.softplus(x)
-
-
 class Sigmoid(Bijection):
     """``z = 1 / (1 + exp(-x))``: R -> (0, 1). The inverse needs input in (0, 1)."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, _ANY)
-        return torch.sigmoid(x), sum_except_batch(_log_sigmoid_derivative(x))
+        return torch.sigmoid(x), sum_except_batch(log_sigmoid_derivative(x))
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check(z, _ANY)
         _require((z > 0) & (z < 1), "Sigmoid", "inverse needs input strictly inside (0, 1)")
         x = torch.log(z) - torch.log1p(-z)
-        return x, -sum_except_batch(_log_sigmoid_derivative(x))
+        return x, -sum_except_batch(log_sigmoid_derivative(x))
 
 
 class Logit(Bijection):
@@ -95,11 +92,11 @@ class Logit(Bijection):
         self._check(x, _ANY)
         _require((x > 0) & (x < 1), "Logit", "input must lie strictly inside (0, 1)")
         z = torch.log(x) - torch.log1p(-x)
-        return z, -sum_except_batch(_log_sigmoid_derivative(z))
+        return z, -sum_except_batch(log_sigmoid_derivative(z))
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check(z, _ANY)
-        return torch.sigmoid(z), sum_except_batch(_log_sigmoid_derivative(z))
+        return torch.sigmoid(z), sum_except_batch(log_sigmoid_derivative(z))
 
 
 class LeakyReLU(Bijection):
@@ -162,3 +159,89 @@ class SneakyReLU(Bijection):
 
     def extra_repr(self) -> str:
         return f"slope={self.slope}"
+
+
+class LogitTransform(Bijection):
+    """RealNVP's preprocessing ``z = logit(alpha + (1 - 2 alpha) x)`` for ``x`` in [0, 1].
+
+    Any shape ``(B, ...)``. ``alpha`` in [0, 0.5) keeps the logit away from +-inf at the
+    ends of the interval (``alpha = 0`` is the plain logit and needs ``x`` in (0, 1)).
+    The log-det counts the ``(1 - 2 alpha)`` factor:
+    ``sum(log(1 - 2 alpha) - log p - log(1 - p))`` with ``p = alpha + (1 - 2 alpha) x``.
+
+    Forward input outside [0, 1] (beyond a few ulps of rounding) raises
+    ``InvalidInputError``. The inverse is defined on all
+    of R and returns values in ``(-alpha, 1 - alpha) / (1 - 2 alpha)``; latents outside
+    ``[logit(alpha), logit(1 - alpha)]`` (which data never produces, but samples can) map
+    slightly outside [0, 1], so clamp samples before display.
+    """
+
+    def __init__(self, alpha: float = 0.05) -> None:
+        super().__init__()
+        if not 0 <= alpha < 0.5:
+            raise ValueError(f"LogitTransform: alpha must lie in [0, 0.5), got {alpha}")
+        self.alpha = float(alpha)
+        self._log_range = math.log1p(-2 * self.alpha)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        if self.alpha > 0:
+            # A few ulps of slack: inverse(forward(0)) may come back as -1e-17, and the map
+            # is well defined there; anything visibly outside [0, 1] is a data error.
+            tol = 8 * torch.finfo(x.dtype).eps
+            inside = (x >= -tol) & (x <= 1 + tol)
+            where = "[0, 1]"
+        else:
+            inside = (x > 0) & (x < 1)
+            where = "(0, 1) (alpha = 0)"
+        if not bool(inside.all()):
+            bad = int((~inside).sum())
+            raise InvalidInputError(
+                f"LogitTransform: input must lie in {where}; {bad} values do not "
+                f"(range [{x.min().item():.4g}, {x.max().item():.4g}])"
+            )
+        p = self.alpha + (1 - 2 * self.alpha) * x
+        log_p, log_1mp = torch.log(p), torch.log1p(-p)
+        ld = sum_except_batch(self._log_range - log_p - log_1mp)
+        return log_p - log_1mp, ld
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        x = (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
+        ld = sum_except_batch(log_sigmoid_derivative(z) - self._log_range)
+        return x, ld
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Scale(Bijection):
+    """A fixed affine map ``z = factor * x + shift`` on any shape ``(B, ...)``.
+
+    Log-det ``D log|factor|``. ``Scale(1.0, -0.5)`` maps [0, 1] to [-0.5, 0.5] (Glow's
+    preprocessing); ``Inverse(Scale(a, b))`` undoes it.
+    """
+
+    def __init__(self, factor: float, shift: float = 0.0) -> None:
+        super().__init__()
+        if not math.isfinite(factor) or factor == 0:
+            raise ValueError(f"Scale: factor must be finite and non-zero, got {factor}")
+        if not math.isfinite(shift):
+            raise ValueError(f"Scale: shift must be finite, got {shift}")
+        self.factor = float(factor)
+        self.shift = float(shift)
+        self._log_factor = math.log(abs(self.factor))
+
+    def _logdet(self, x: Tensor) -> Tensor:
+        return x.new_full((x.shape[0],), x[0].numel() * self._log_factor)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, _ANY)
+        return x * self.factor + self.shift, self._logdet(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(z, _ANY)
+        return (z - self.shift) / self.factor, -self._logdet(z)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, shift={self.shift}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -78,7 +79,7 @@ class ActNorm(Bijection):
         self.initialized.fill_(True)
         self._known_initialized = True
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         # The loaded flag decides; re-read it on the next training call.
         self._known_initialized = False
         super()._load_from_state_dict(*args, **kwargs)

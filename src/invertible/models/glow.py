@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from ..core import Bijection, Inverse, Sequential
 from ..distributions import Flow, StandardNormal
 from ..layers.coupling import AffineCoupling
+from ..layers.elementwise import LogitTransform
 from ..layers.masks import channel_mask
 from ..layers.normalization import ActNorm
 from ..layers.permutation import InvertibleConv1x1
-from ..layers.preprocessing import LogitTransform
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import GlowConvNet
-from .realnvp import check_levels, image_shape
+from .realnvp import check_alpha, check_levels, image_shape
+from .registry import check_int
 
 __all__ = ["build_glow", "glow_step"]
 
@@ -62,9 +63,11 @@ def build_glow(
     by ``2**levels`` (28x28 MNIST: ``levels=2``, 28 -> 14 -> 7). ActNorm layers initialise
     from the first training batch (run one training-mode forward before wrapping in DDP).
     """
-    c, h, w = image_shape(shape, "build_glow")
-    check_levels((c, h, w), levels, "build_glow")
-    if depth < 1 or hidden < 1:
-        raise ValueError(f"build_glow: need depth >= 1 and hidden >= 1, got {depth}, {hidden}")
+    name = "build_glow"
+    c, h, w = image_shape(shape, name)
+    check_levels((c, h, w), levels, name)
+    check_int(name, "depth", depth)
+    check_int(name, "hidden", hidden)
+    check_alpha(name, alpha)
     body = _glow_level(c, levels, depth, hidden)
     return Flow(Sequential(LogitTransform(alpha), body), StandardNormal((c, h, w)))

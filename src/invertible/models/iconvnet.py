@@ -9,8 +9,9 @@ multi-scale). Latents are laid out like the input, so the base is ``StandardNorm
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import Tensor
@@ -20,16 +21,42 @@ from ..distributions import Flow, StandardNormal
 from ..layers.circular_conv import CircularConv2d
 from ..layers.coupling import AffineCoupling
 from ..layers.downsampling import HaarDownsample, InvertibleAvgPool2d, NNDownsample
-from ..layers.elementwise import SneakyReLU
+from ..layers.elementwise import LogitTransform, SneakyReLU
 from ..layers.masks import channel_mask, checkerboard_mask
 from ..layers.normalization import ActNorm
-from ..layers.preprocessing import LogitTransform
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import ConvResNet
+from .realnvp import image_shape
+from .registry import ModelError, check_bool, check_choice, check_int, check_real
 
 __all__ = ["IConvNet", "build_iconvnet"]
 
 Downsample = Literal["checkerboard", "nn", "avgpool", "haar"]
+Linalg = Literal["complex", "real"]
+
+
+class IConvNetConfig(TypedDict):
+    """``IConvNet.config``: the architecture options, as passed to the constructor."""
+
+    levels: int
+    depth: int
+    kernel_size: int
+    downsample: Downsample
+    hybrid: bool
+    stem: bool
+    keep: float
+    slope: float
+    actnorm: bool
+    logit_alpha: float | None
+    linalg: Linalg
+    coupling_hidden: int
+
+
+class _ConvOptions(TypedDict):
+    """Keyword arguments shared by every ``CircularConv2d`` of an ``IConvNet``."""
+
+    linalg: Linalg
+    strict: bool
 
 _DOWNSAMPLERS: dict[str, Callable[[], Bijection]] = {
     "checkerboard": Squeeze,
@@ -76,7 +103,7 @@ class IConvNet(Bijection):
         slope: float = 0.2,
         actnorm: bool = True,
         logit_alpha: float | None = 0.05,
-        linalg: Literal["complex", "real"] = "complex",
+        linalg: Linalg = "complex",
         coupling_hidden: int = 32,
         strict: bool = False,
     ) -> None:
@@ -100,7 +127,7 @@ class IConvNet(Bijection):
                 f"(levels={levels}, stem={stem}); use fewer levels or stem=False"
             )
         self.shape = (c, h, w)
-        self.config = {
+        self.config: IConvNetConfig = {
             "levels": levels,
             "depth": depth,
             "kernel_size": kernel_size,
@@ -114,7 +141,7 @@ class IConvNet(Bijection):
             "linalg": linalg,
             "coupling_hidden": coupling_hidden,
         }
-        self._conv_kw = {"linalg": linalg, "strict": strict}
+        self._conv_kw: _ConvOptions = {"linalg": linalg, "strict": strict}
         parts: list[Bijection] = []
         if logit_alpha is not None:
             parts.append(LogitTransform(logit_alpha))
@@ -193,6 +220,47 @@ class IConvNet(Bijection):
         return f"shape={self.shape}, " + ", ".join(f"{k}={v!r}" for k, v in self.config.items())
 
 
+def _check_options(
+    shape: tuple[int, int, int],
+    levels: int,
+    depth: int,
+    kernel_size: int,
+    downsample: str,
+    hybrid: bool,
+    options: dict[str, Any],
+) -> None:
+    """Raise ``ModelError`` for options of ``build_iconvnet`` that ``IConvNet`` cannot take."""
+    name = "build_iconvnet"
+    params = inspect.signature(IConvNet).parameters.values()
+    defaults = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    for key in options:
+        if key not in defaults:
+            known = sorted({"levels", "depth", "kernel_size", "downsample", "hybrid", *defaults})
+            raise ModelError(f"{name} has no option '{key}' (options: {', '.join(known)})")
+    kw = {**defaults, **options}
+    _, h, w = image_shape(shape, name)
+    check_int(name, "levels", levels)
+    check_int(name, "depth", depth, minimum=0)
+    if check_int(name, "kernel_size", kernel_size) % 2 == 0:
+        raise ModelError(f"{name}: kernel_size must be odd, got {kernel_size}")
+    check_choice(name, "downsample", downsample, _DOWNSAMPLERS)
+    check_bool(name, "hybrid", hybrid)
+    for key in ("stem", "actnorm", "strict"):
+        check_bool(name, key, kw[key])
+    check_real(name, "keep", kw["keep"], lambda v: 0 < v < 1, "in (0, 1)")
+    check_real(name, "slope", kw["slope"], lambda v: 0 < v <= 1, "in (0, 1]")
+    if kw["logit_alpha"] is not None:
+        check_real(name, "logit_alpha", kw["logit_alpha"], lambda v: 0 <= v < 0.5, "in [0, 0.5)")
+    check_choice(name, "linalg", kw["linalg"], ("complex", "real"))
+    check_int(name, "coupling_hidden", kw["coupling_hidden"])
+    halvings = levels - 1 + int(kw["stem"])
+    if h % 2**halvings or w % 2**halvings:
+        raise ModelError(
+            f"{name}: {h}x{w} images cannot be halved {halvings} times "
+            f"(levels={levels}, stem={str(kw['stem']).lower()}); use fewer levels or stem=false"
+        )
+
+
 def build_iconvnet(
     shape: tuple[int, int, int],
     levels: int = 2,
@@ -200,12 +268,14 @@ def build_iconvnet(
     kernel_size: int = 3,
     downsample: Downsample = "checkerboard",
     hybrid: bool = False,
-    **kwargs,
+    **kwargs: Any,
 ) -> Flow:
     """An i-ConvNet ``Flow`` for images of ``shape = (C, H, W)`` scaled to [0, 1].
 
     The base is ``StandardNormal(shape)``; ``flow.bits_per_dim(x, n_bins)`` takes
-    dequantized ``x = (k + u) / n_bins``. Keyword arguments go to ``IConvNet``.
+    dequantized ``x = (k + u) / n_bins``. Keyword arguments go to ``IConvNet``. Options it
+    cannot honour (unknown names, wrong types, ranges, image sizes) raise ``ModelError``.
     """
+    _check_options(shape, levels, depth, kernel_size, downsample, hybrid, kwargs)
     net = IConvNet(shape, levels, depth, kernel_size, downsample, hybrid, **kwargs)
     return Flow(net, StandardNormal(shape))

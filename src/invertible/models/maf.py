@@ -6,6 +6,7 @@ from ..core import Bijection, Sequential
 from ..distributions import Flow, StandardNormal
 from ..layers.autoregressive import MaskedAutoregressive
 from ..layers.permutation import Reverse
+from .registry import ModelError, check_int
 
 __all__ = ["build_maf"]
 
@@ -16,10 +17,13 @@ def build_maf(dim: int, depth: int = 5, hidden: int = 64, layers: int = 2) -> Fl
     Density evaluation is one pass per layer; sampling needs ``dim`` passes per layer.
     Base ``StandardNormal((dim,))``; standardise the data beforehand.
     """
-    if dim < 2:
-        raise ValueError(f"build_maf: dim must be >= 2, got {dim}")
-    if depth < 1:
-        raise ValueError(f"build_maf: depth must be >= 1, got {depth}")
+    name = "build_maf"
+    check_int(name, "dim", dim, minimum=2)
+    check_int(name, "depth", depth)
+    check_int(name, "layers", layers)
+    if check_int(name, "hidden", hidden) < dim - 1:
+        # MADE's hidden degrees must cover 1..dim-1, or some outputs lose their inputs.
+        raise ModelError(f"build_maf: hidden must be >= dim - 1 = {dim - 1}, got {hidden}")
     steps: list[Bijection] = []
     for k in range(depth):
         if k:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from ..core import Bijection, Inverse, Sequential
 from ..distributions import Flow, StandardNormal
 from ..layers.coupling import AffineCoupling
+from ..layers.elementwise import LogitTransform
 from ..layers.masks import alternating_mask, channel_mask, checkerboard_mask
-from ..layers.preprocessing import LogitTransform
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import MLP, ConvResNet
+from .registry import ModelError, check_int, check_real
 
-__all__ = ["build_realnvp", "build_realnvp_2d", "check_levels", "image_shape"]
+__all__ = ["build_realnvp", "build_realnvp_2d", "check_alpha", "check_levels", "image_shape"]
 
 
 def build_realnvp_2d(dim: int = 2, depth: int = 8, hidden: int = 64, layers: int = 2) -> Flow:
@@ -22,10 +24,10 @@ def build_realnvp_2d(dim: int = 2, depth: int = 8, hidden: int = 64, layers: int
     ``hidden``; consecutive couplings swap the roles of even and odd coordinates. Base
     ``StandardNormal((dim,))``. The data is taken as is (standardise it beforehand).
     """
-    if dim < 2:
-        raise ValueError(f"build_realnvp_2d: dim must be >= 2 for a coupling, got {dim}")
-    if depth < 1:
-        raise ValueError(f"build_realnvp_2d: depth must be >= 1, got {depth}")
+    name = "build_realnvp_2d"
+    check_int(name, "dim", dim, minimum=2)
+    for key, value in (("depth", depth), ("hidden", hidden), ("layers", layers)):
+        check_int(name, key, value)
 
     def net(i: int, o: int) -> MLP:
         return MLP(i, o, hidden=hidden, layers=layers)
@@ -35,23 +37,27 @@ def build_realnvp_2d(dim: int = 2, depth: int = 8, hidden: int = 64, layers: int
 
 
 def image_shape(shape: Sequence[int], name: str) -> tuple[int, int, int]:
-    """Validate a ``(C, H, W)`` event shape for an image model."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"{name}: shape must be (C, H, W) with positive sizes, got {shape}")
-    return shape  # type: ignore[return-value]
+    """Validate a ``(C, H, W)`` event shape for an image model (``ModelError`` if not)."""
+    ints = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)
+    if len(shape) != 3 or not ints or min(shape) < 1:
+        raise ModelError(f"{name}: shape must be (C, H, W) with positive sizes, got {shape}")
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
 
 
 def check_levels(shape: tuple[int, int, int], levels: int, name: str) -> None:
     """Each of ``levels`` squeezes halves H and W, so both must divide by ``2**levels``."""
-    if levels < 1:
-        raise ValueError(f"{name}: levels must be >= 1, got {levels}")
+    check_int(name, "levels", levels)
     _, h, w = shape
     f = 2**levels
     if h % f or w % f:
-        raise ValueError(
+        raise ModelError(
             f"{name}: {levels} levels need H and W divisible by {f}, got {h}x{w} (use fewer levels)"
         )
+
+
+def check_alpha(name: str, alpha: float) -> float:
+    """The logit preprocessing's ``alpha``, in [0, 0.5)."""
+    return check_real(name, "alpha", alpha, lambda a: 0 <= a < 0.5, "in [0, 0.5)")
 
 
 def _realnvp_scale(
@@ -94,15 +100,15 @@ def build_realnvp(
     layout, base ``StandardNormal(shape)``. H and W must divide by ``2**levels``.
     For 28x28 MNIST, ``levels=2`` (28 -> 14 -> 7).
     """
-    c, h, w = image_shape(shape, "build_realnvp")
-    check_levels((c, h, w), levels, "build_realnvp")
-    if depth < 1 or hidden < 1 or blocks < 0:
-        raise ValueError(
-            f"build_realnvp: need depth >= 1, hidden >= 1, blocks >= 0; got {depth}, "
-            f"{hidden}, {blocks}"
-        )
+    name = "build_realnvp"
+    c, h, w = image_shape(shape, name)
+    check_levels((c, h, w), levels, name)
+    check_int(name, "depth", depth)
+    check_int(name, "hidden", hidden)
+    check_int(name, "blocks", blocks, minimum=0)
+    check_alpha(name, alpha)
     if (h >> levels) * (w >> levels) < 2:
-        raise ValueError(
+        raise ModelError(
             f"build_realnvp: after {levels} squeezes a {h}x{w} image is "
             f"{h >> levels}x{w >> levels}, too small for a checkerboard (use fewer levels)"
         )

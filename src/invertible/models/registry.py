@@ -3,13 +3,19 @@
 Builders are imported lazily, so that a model family being absent (or slow to import)
 never breaks the others. Every builder returns an ``invertible.Flow`` whose input is data
 in [0, 1] for images (shape ``(C, H, W)``) or raw vectors (shape ``(D,)``).
+
+Each builder checks its own options at its top (with ``check_int`` and friends below) and
+raises ``ModelError`` for a value it cannot honour. ``build_model`` passes every other
+exception through unchanged: an error raised deeper down is a bug, not a user mistake.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+import math
+import numbers
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +23,17 @@ import torch
 
 from ..core import Bijection, Sequential
 from ..distributions import Flow, StandardNormal
-from ..layers.elementwise import ElementwiseAffine, SneakyReLU
-from ..layers.preprocessing import LogitTransform
+from ..layers.elementwise import ElementwiseAffine, LogitTransform, SneakyReLU
 
 __all__ = [
     "MODELS",
     "ModelError",
     "ModelSpec",
     "build_model",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_real",
     "model_lrs",
     "model_names",
     "register_model",
@@ -33,6 +42,36 @@ __all__ = [
 
 class ModelError(ValueError):
     """A model name, option or data shape the registry cannot honour (one-line message)."""
+
+
+# -- option checks for builders: each returns the value or raises ModelError ---------------
+def check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (``True`` is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ModelError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_real(owner: str, name: str, value: Any, ok: Callable[[float], bool], what: str) -> float:
+    """A finite number for which ``ok`` holds; ``what`` says which, e.g. ``"in (0, 1)"``."""
+    good = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (good and math.isfinite(value) and ok(float(value))):
+        raise ModelError(f"{owner}: {name} must be a number {what}, got {value!r}")
+    return float(value)
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ModelError(f"{owner}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Collection[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ModelError(
+            f"{owner}: {name} must be one of {', '.join(sorted(choices))}, got {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -72,8 +111,8 @@ def build_elementwise(shape: Sequence[int], depth: int = 2, image: bool = True) 
 
     Useful as the "independent pixels" reference point and as a fast model for tests.
     """
-    if depth < 1:
-        raise ModelError(f"elementwise: depth must be >= 1, got {depth}")
+    check_int("build_elementwise", "depth", depth)
+    check_bool("build_elementwise", "image", image)
     shape = tuple(shape)
     layers: list[Bijection] = [LogitTransform(0.05)] if image else []
     for _ in range(depth):
@@ -154,7 +193,8 @@ def build_model(name: str, data_shape: Sequence[int], **options: Any) -> Flow:
     """Build the named model for data of shape ``(C, H, W)`` or ``(D,)``.
 
     ``options`` override the spec's defaults; options the builder does not take, unknown
-    names and data the model cannot handle raise ``ModelError`` with a one-line message.
+    names and data the model cannot handle raise ``ModelError`` with a one-line message
+    (values are checked by the builder itself; any other exception is a bug and propagates).
     """
     spec = MODELS.get(name)
     if spec is None:
@@ -179,10 +219,7 @@ def build_model(name: str, data_shape: Sequence[int], **options: Any) -> Flow:
     if builder is build_elementwise:
         kwargs["image"] = kind == "image"
     shape_value: Any = int(data_shape[0]) if spec.shape_arg == "dim" else tuple(data_shape)
-    try:
-        flow = builder(shape_value, **kwargs)
-    except (ValueError, TypeError) as e:
-        raise ModelError(f"cannot build model '{name}' for shape {tuple(data_shape)}: {e}") from e
+    flow = builder(shape_value, **kwargs)
     if not isinstance(flow, Flow):
         raise ModelError(f"model '{name}' builder returned {type(flow).__name__}, not a Flow")
     return flow

@@ -1,0 +1,39 @@
+"""Training: the loop (``Trainer``), the task objectives, run folders and checkpoints.
+
+Write a new task as an ``Objective`` subclass and ``register_objective`` it; the loop needs
+no change. ``open_run`` loads a trained run folder.
+"""
+
+from .config import ConfigError, TrainConfig
+from .datasets import Split, load_split
+from .loop import Trainer, TrainSummary
+from .objectives import (
+    DataSpec,
+    DensityObjective,
+    Objective,
+    TaskError,
+    build_objective,
+    register_objective,
+    task_names,
+    unregister_objective,
+)
+from .run import LoadedRun, open_run
+
+__all__ = [
+    "ConfigError",
+    "DataSpec",
+    "DensityObjective",
+    "LoadedRun",
+    "Objective",
+    "Split",
+    "TaskError",
+    "TrainConfig",
+    "TrainSummary",
+    "Trainer",
+    "build_objective",
+    "load_split",
+    "open_run",
+    "register_objective",
+    "task_names",
+    "unregister_objective",
+]

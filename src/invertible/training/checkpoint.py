@@ -2,12 +2,14 @@
 
 ``save_checkpoint(stem, tensors, meta)`` writes ``stem.safetensors`` and ``stem.json``
 atomically; ``load_checkpoint(stem)`` reads them back without executing any code (no
-pickle) and checks that the two halves belong together. Helpers flatten optimizer and
-RNG states into tensors + JSON so that a resumed run continues bit for bit.
+pickle), checks the tensor file against the sha256 recorded in the JSON (format 2) and
+that the two halves belong together. Helpers flatten optimizer and RNG states into
+tensors + JSON so that a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -36,7 +38,10 @@ __all__ = [
     "unflatten_optimizer",
 ]
 
-FORMAT = "invertible-checkpoint-1"
+# Format 2 added the sha256 of the .safetensors file to the JSON; format 1 files are
+# refused (they cannot be checked, and no release wrote them).
+_FAMILY = "invertible-checkpoint-"
+FORMAT = _FAMILY + "2"
 
 
 class CheckpointError(ValueError):
@@ -77,9 +82,20 @@ def save_checkpoint(stem: str | os.PathLike, tensors: dict[str, Tensor], meta: d
     tag = f"{meta.get('step', 0)}:{os.urandom(8).hex()}"
     # safetensors refuses shared or strided storage: give it private contiguous copies.
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(stem.with_suffix(".safetensors"), st_save(clean, {"tag": tag}))
-    doc = {"format": FORMAT, "tag": tag, **meta}
+    data = st_save(clean, {"tag": tag})
+    atomic_write_bytes(stem.with_suffix(".safetensors"), data)
+    doc = {"format": FORMAT, "tag": tag, "sha256": hashlib.sha256(data).hexdigest(), **meta}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def _tag(raw: bytes) -> str | None:
+    """The save tag in the header of safetensors bytes (``None`` where it does not parse)."""
+    try:
+        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+        tag = header["__metadata__"]["tag"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    return tag if isinstance(tag, str) else None
 
 
 def load_checkpoint(stem: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
@@ -93,17 +109,33 @@ def load_checkpoint(stem: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
         meta = json.loads(jpath.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint file {jpath} is not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith(_FAMILY):
         raise CheckpointError(f"{jpath} is not an invertible checkpoint")
+    if fmt != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {jpath} has format {fmt!r}; this version reads {FORMAT!r} only "
+            "(older checkpoints carry no checksum: retrain, or use the version that wrote it)"
+        )
     try:
         raw = wpath.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"checkpoint file {wpath} is unreadable ({e})") from e
+    # Checked before parsing: a flipped bit in the tensor data parses fine and would load
+    # silently wrong weights. A match also proves that the halves belong together.
+    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+        tag = _tag(raw)
+        if tag is not None and tag != meta.get("tag"):
+            # An intact file from another save (one half of the pair overwritten).
+            raise CheckpointError(f"{wpath} and {jpath} do not belong to the same save")
+        raise CheckpointError(
+            f"checkpoint file {wpath} is corrupt: its sha256 does not match the one recorded "
+            f"in {jpath}"
+        )
+    try:
         tensors = st_load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + header_len])
-    except (OSError, SafetensorError, ValueError, RuntimeError) as e:
+    except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint file {wpath} is corrupt ({e})") from e
-    if header.get("__metadata__", {}).get("tag") != meta.get("tag"):
-        raise CheckpointError(f"{wpath} and {jpath} do not belong to the same save")
     return tensors, meta
 
 

@@ -23,8 +23,16 @@ class TrainConfig:
     ``max_time`` are budgets; training stops at whichever comes first (at least one is set).
     ``ema`` is the EMA decay (0 disables it). ``lr_decay_on_nonfinite`` multiplies the
     learning rate after every ``nonfinite_patience`` skipped (non-finite) steps.
+
+    ``task`` names the objective (``density``, ...) and ``task_options`` its settings.
+    ``val_every``: validate and checkpoint every N steps; None picks about ten per run, 0
+    turns validation off (checkpoints are then written at the end only). ``sample_every``:
+    None follows ``val_every``, 0 writes pictures at the end only. ``check_every``: how often
+    the host reads the on-device finiteness flag of the steps (1: every step, exact skips).
     """
 
+    task: str = "density"
+    task_options: dict[str, Any] = field(default_factory=dict)
     data: str = "digits"
     data_dir: str | None = None
     download: bool = False
@@ -47,8 +55,9 @@ class TrainConfig:
     ema: float = 0.0
     amp: bool = False
     dequant: str = "uniform"
-    val_every: int = 0
-    sample_every: int = 0
+    val_every: int | None = None
+    sample_every: int | None = None
+    check_every: int = 1
     log_every: int = 10
     n_samples: int = 64
     nonfinite_patience: int = 3
@@ -65,10 +74,12 @@ class TrainConfig:
 
         for name in ("epochs", "steps", "max_time", "grad_clip", "image_size"):
             positive(name)
-        for name in ("batch_size", "lr", "log_every", "n_samples", "nonfinite_patience"):
+        for name in ("batch_size", "lr", "log_every", "n_samples", "nonfinite_patience",
+                     "check_every"):
             positive(name, allow_none=False)
         for name in ("warmup", "val_every", "sample_every", "sv_clip_every"):
-            if getattr(self, name) < 0:
+            value = getattr(self, name)
+            if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
         if self.epochs is None and self.steps is None and self.max_time is None:
             raise ConfigError("give a budget: --epochs, --steps or --max-time")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +42,39 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a metrics log; a torn last line (crash mid-write) is ignored."""
+    """All records of a metrics log, in file order.
+
+    Lines that are not a JSON object are skipped with one ``UserWarning`` naming the file
+    and the count. A torn last line (no final newline: a crash mid-write, which the next
+    resume truncates away) is skipped silently, and so are blank lines.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    # The writer ends every record with a newline, so a last piece without one is torn.
+    torn = lines.pop()
+    out, bad = [], 0
+    for line in lines:
+        if not line.strip():
             continue
-        if isinstance(rec, dict):
+        rec = _parse(line)
+        if rec is None:
+            bad += 1
+        else:
             out.append(rec)
+    if torn.strip() and (rec := _parse(torn)) is not None:
+        out.append(rec)  # complete except for the newline: keep it
+    if bad:
+        warnings.warn(f"{path}: {bad} malformed line{'s' * (bad != 1)} skipped", stacklevel=2)
     return out
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One record, or ``None`` for a line that is not a JSON object (invalid UTF-8 too)."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None

@@ -88,12 +88,14 @@ def save_scatter(points: np.ndarray, path: str | Path, title: str = "") -> Path:
     return path
 
 
-def save_loss_curve(records: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """Train and validation bits/dim against the step, from metrics-log records."""
+def save_loss_curve(records: list[dict[str, Any]], path: str | Path, metric: str = "bpd",
+                    label: str = "bits/dim") -> Path | None:
+    """Train and validation ``metric`` against the step, from metrics-log records."""
     from matplotlib.figure import Figure
 
-    train = [(r["step"], r["train_bpd"]) for r in records if isinstance(r.get("train_bpd"), float)]
-    val = [(r["step"], r["val_bpd"]) for r in records if isinstance(r.get("val_bpd"), float)]
+    tk, vk = f"train_{metric}", f"val_{metric}"
+    train = [(r["step"], r[tk]) for r in records if isinstance(r.get(tk), float)]
+    val = [(r["step"], r[vk]) for r in records if isinstance(r.get(vk), float)]
     if not train and not val:
         return None
     fig = Figure(figsize=(6, 4))
@@ -103,7 +105,7 @@ def save_loss_curve(records: list[dict[str, Any]], path: str | Path) -> Path | N
     if val:
         ax.plot(*zip(*val), marker="o", label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("bits/dim")
+    ax.set_ylabel(label)
     ax.legend()
     ax.grid(alpha=0.3)
     path = Path(path)

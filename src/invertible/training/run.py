@@ -1,30 +1,25 @@
-"""Opening a run folder: its config, its data description and a model with trained weights."""
+"""Opening a run folder: its config, its data description and an objective with trained weights."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..models.registry import ModelError, build_model
-from .batches import Objective
+from ..models.registry import ModelError
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, strip_prefix
 from .config import ConfigError, TrainConfig
 from .metrics import read_metrics
-from .trainer import RunPaths
+from .objectives import Objective, build_objective
+from .paths import RunPaths
 
-__all__ = ["LoadedRun", "build_objective", "open_run", "write_run_config"]
+__all__ = ["LoadedRun", "eval_state", "load_weights", "open_run", "read_run_config", "write_run_config"]
 
 RUN_FORMAT = "invertible-run-1"
-
-
-def build_objective(cfg: TrainConfig, data: dict[str, Any]) -> Objective:
-    """The model named in ``cfg`` for data described by ``data`` (kind, shape, n_bins)."""
-    flow = build_model(cfg.model or "", tuple(data["shape"]), **cfg.model_options)
-    return Objective(flow, data["kind"], tuple(data["shape"]), data.get("n_bins"), cfg.dequant)
 
 
 def write_run_config(paths: RunPaths, cfg: TrainConfig, data: dict[str, Any],
@@ -64,24 +59,57 @@ def read_run_config(run_dir: str | Path) -> tuple[RunPaths, TrainConfig, dict[st
     return paths, cfg, data
 
 
-def open_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
-             use_ema: bool = True) -> LoadedRun:
-    """Load a run's model. ``which``: "best" (falls back to "latest") or "latest".
+def load_weights(paths: RunPaths, which: str = "best",
+                 warn: Callable[[str], None] | None = None) -> tuple[Path, dict, dict]:
+    """The tensors and meta of checkpoint ``which`` ("best" or "latest") of a run.
 
-    The EMA weights are used when the run kept them and ``use_ema``.
+    If that checkpoint is missing or fails its checksum and the other one is sound, the
+    other is used with a warning through ``warn``; if both fail, ``CheckpointError``.
+    Returns ``(stem, tensors, meta)``.
+    """
+    first, other = (paths.best, paths.latest) if which == "best" else (paths.latest, paths.best)
+    try:
+        tensors, meta = load_checkpoint(first)
+        return first, tensors, meta
+    except CheckpointError as e:
+        if which == "best" and not first.with_suffix(".json").exists() \
+                and not first.with_suffix(".safetensors").exists():
+            # A run stopped before its first validation has no "best" yet: not an error.
+            tensors, meta = load_checkpoint(other)
+            return other, tensors, meta
+        try:
+            tensors, meta = load_checkpoint(other)
+        except CheckpointError:
+            raise e from None
+        if warn is not None:
+            warn(f"warning: {e}; using the {other.name} checkpoint instead")
+        return other, tensors, meta
+
+
+def eval_state(tensors: dict[str, torch.Tensor],
+               use_ema: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+    """The objective's state for evaluation from checkpoint tensors: the EMA weights when
+    the run kept them and ``use_ema``, else the raw ones. Returns ``(state, used_ema)``."""
+    ema = strip_prefix("ema", tensors)
+    if ema and use_ema:
+        return ema, True
+    return strip_prefix("model", tensors), False
+
+
+def open_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
+             use_ema: bool = True, warn: Callable[[str], None] | None = None) -> LoadedRun:
+    """Load a run's objective with trained weights. ``which``: "best" or "latest".
+
+    A missing or corrupt checkpoint falls back to the other one (see ``load_weights``). The
+    EMA weights are used when the run kept them and ``use_ema``.
     """
     paths, cfg, data = read_run_config(run_dir)
-    stem = paths.best if which == "best" else paths.latest
-    if which == "best" and not stem.with_suffix(".json").exists():
-        stem = paths.latest
-    tensors, meta = load_checkpoint(stem)
+    stem, tensors, meta = load_weights(paths, which, warn)
     try:
         objective = build_objective(cfg, data)
-    except ModelError as e:
+    except (ModelError, ConfigError) as e:
         raise CheckpointError(f"cannot rebuild the run's model: {e}") from e
-    ema = strip_prefix("ema", tensors)
-    used_ema = bool(ema) and use_ema
-    state = ema if used_ema else strip_prefix("model", tensors)
+    state, used_ema = eval_state(tensors, use_ema)
     try:
         objective.load_state_dict(state)
     except RuntimeError as e:

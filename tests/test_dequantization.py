@@ -1,4 +1,4 @@
-"""Dequantization densities and the bits-per-dim bookkeeping of the preprocessing layers."""
+"""Dequantization densities and the bits-per-dim bookkeeping of the input maps (logit, scale)."""
 
 from __future__ import annotations
 
@@ -153,11 +153,30 @@ def test_variational_trains_through_the_bound():
         Sequential(LogitTransform(0.05), ElementwiseAffine((1, 2, 2))), StandardNormal((1, 2, 2))
     ).double()
     k = torch.randint(0, 256, (6, 1, 2, 2), dtype=torch.uint8)
-    deq.bits_per_dim(flow, k).mean().backward()
+
+    def bound() -> torch.Tensor:
+        torch.manual_seed(11)  # the same noise eps on every call: a deterministic function
+        return deq.bits_per_dim(flow, k).mean()
+
+    bound().backward()
+    # Each gradient matches a central finite difference along a random direction. At init
+    # the output layers are zero, so only they (and not the hidden layers) have a gradient.
+    outputs = {id(m[-1].weight) for m in [deq.affine, *deq.couplings]}
+    eps = 1e-6
     for name, p in deq.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    # The zero-initialised output layers get a gradient: the noise flow can move.
-    assert deq.affine[-1].weight.grad.abs().max() > 0
+        d = torch.randn_like(p)
+        with torch.no_grad():
+            p.add_(eps * d)
+            up = bound().item()
+            p.sub_(2 * eps * d)
+            down = bound().item()
+            p.add_(eps * d)
+        numeric = (up - down) / (2 * eps)
+        analytic = (p.grad * d).sum().item()
+        assert abs(analytic - numeric) <= 1e-5 * abs(numeric) + 1e-7, (name, analytic, numeric)
+        if id(p) in outputs:  # the zero-initialised output layers move the bound
+            assert abs(numeric) > 1e-4, (name, numeric)
 
 
 def test_variational_rejects_bad_levels():
@@ -170,7 +189,7 @@ def test_variational_rejects_bad_levels():
         deq.log_prob(torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2, dtype=torch.long))
 
 
-# -- bits per dim: the preprocessing log-dets are counted ----------------------------------
+# -- bits per dim: the input maps' log-dets are counted ----------------------------------
 
 
 def test_bits_per_dim_counts_the_logit_transform():

@@ -1,3 +1,5 @@
+"""Registry cases for the fixed input maps: LogitTransform and Scale."""
+
 import torch
 
 from invertible import ElementwiseAffine, Inverse, LogitTransform, Scale, Sequential

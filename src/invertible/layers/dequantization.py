@@ -1,137 +1,42 @@
-"""Data preprocessing for flows on discrete data: dequantization, logit and affine maps.
+"""Dequantization: integer levels ``k`` -> continuous ``y = (k + u) / n_bins`` in [0, 1).
 
-The usual image pipeline is ``levels -> dequantizer -> y in [0, 1) -> Flow(Sequential(
-LogitTransform(alpha) or Scale(1, -0.5), ...), base)``. The bijections here go *inside* the
-flow, so their log-dets are part of ``Flow.log_prob`` and ``Flow.bits_per_dim``.
-
-``UniformDequantization`` and ``VariationalDequantization`` are not bijections: they turn
-integer levels ``k`` into continuous ``y = (k + u) / n_bins`` with noise ``u`` in [0, 1)^D
-drawn from ``q(u | k)``, and return ``log q(u | k)``. For any flow density ``p`` on [0, 1]^D,
+The dequantizers are not bijections: they draw noise ``u`` in [0, 1)^D from ``q(u | k)``
+and return ``log q(u | k)``. For any flow density ``p`` on [0, 1]^D,
 
     log P(k) >= E_q[ log p(y) - D log n_bins - log q(u | k) ],
 
 so ``flow.bits_per_dim(y, n_bins) + log_q / (D ln 2)`` is an unbiased estimate of an upper
 bound on the bits per dimension of the discrete data (``bits_per_dim`` below computes it).
+The usual image pipeline is ``levels -> dequantizer -> y -> Flow(Sequential(
+LogitTransform(alpha) or Scale(1, -0.5), ...), base)``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Bijection, InvalidInputError, describe_shape, sum_except_batch
+from ..core import InvalidInputError, describe_shape, sum_except_batch
+from ._functional import log_sigmoid_derivative, soft_clamp
 
-__all__ = [
-    "LogitTransform",
-    "Scale",
-    "UniformDequantization",
-    "VariationalDequantization",
-]
+if TYPE_CHECKING:
+    from ..distributions import Flow
 
-_ANY = [("B", "...")]
+__all__ = ["UniformDequantization", "VariationalDequantization", "make_dequantizer"]
+
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def _log_sigmoid_derivative(v: Tensor) -> Tensor:
-    # log sigma'(v) = log sigma(v) + log sigma(-v), finite for large |v|.
-    return -F.softplus(-v) - F.softplus(v)
-
-
-class LogitTransform(Bijection):
-    """RealNVP's preprocessing ``z = logit(alpha + (1 - 2 alpha) x)`` for ``x`` in [0, 1].
-
-    Any shape ``(B, ...)``. ``alpha`` in [0, 0.5) keeps the logit away from +-inf at the
-    ends of the interval (``alpha = 0`` is the plain logit and needs ``x`` in (0, 1)).
-    The log-det counts the ``(1 - 2 alpha)`` factor:
-    ``sum(log(1 - 2 alpha) - log p - log(1 - p))`` with ``p = alpha + (1 - 2 alpha) x``.
-
-    Forward input outside [0, 1] (beyond a few ulps of rounding) raises
-    ``InvalidInputError``. The inverse is defined on all
-    of R and returns values in ``(-alpha, 1 - alpha) / (1 - 2 alpha)``; latents outside
-    ``[logit(alpha), logit(1 - alpha)]`` (which data never produces, but samples can) map
-    slightly outside [0, 1], so clamp samples before display.
-    """
-
-    def __init__(self, alpha: float = 0.05) -> None:
-        super().__init__()
-        if not 0 <= alpha < 0.5:
-            raise ValueError(f"LogitTransform: alpha must lie in [0, 0.5), got {alpha}")
-        self.alpha = float(alpha)
-        self._log_range = math.log1p(-2 * self.alpha)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x, _ANY)
-        if self.alpha > 0:
-            # A few ulps of slack: inverse(forward(0)) may come back as -1e-17, and the map
-            # is well defined there; anything visibly outside [0, 1] is a data error.
-            tol = 8 * torch.finfo(x.dtype).eps
-            inside = (x >= -tol) & (x <= 1 + tol)
-            where = "[0, 1]"
-        else:
-            inside = (x > 0) & (x < 1)
-            where = "(0, 1) (alpha = 0)"
-        if not bool(inside.all()):
-            bad = int((~inside).sum())
-            raise InvalidInputError(
-                f"LogitTransform: input must lie in {where}; {bad} values do not "
-                f"(range [{x.min().item():.4g}, {x.max().item():.4g}])"
-            )
-        p = self.alpha + (1 - 2 * self.alpha) * x
-        log_p, log_1mp = torch.log(p), torch.log1p(-p)
-        ld = sum_except_batch(self._log_range - log_p - log_1mp)
-        return log_p - log_1mp, ld
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(z, _ANY)
-        x = (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
-        ld = sum_except_batch(_log_sigmoid_derivative(z) - self._log_range)
-        return x, ld
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
-
-
-class Scale(Bijection):
-    """A fixed affine map ``z = factor * x + shift`` on any shape ``(B, ...)``.
-
-    Log-det ``D log|factor|``. ``Scale(1.0, -0.5)`` maps [0, 1] to [-0.5, 0.5] (Glow's
-    preprocessing); ``Inverse(Scale(a, b))`` undoes it.
-    """
-
-    def __init__(self, factor: float, shift: float = 0.0) -> None:
-        super().__init__()
-        if not math.isfinite(factor) or factor == 0:
-            raise ValueError(f"Scale: factor must be finite and non-zero, got {factor}")
-        if not math.isfinite(shift):
-            raise ValueError(f"Scale: shift must be finite, got {shift}")
-        self.factor = float(factor)
-        self.shift = float(shift)
-        self._log_factor = math.log(abs(self.factor))
-
-    def _logdet(self, x: Tensor) -> Tensor:
-        return x.new_full((x.shape[0],), x[0].numel() * self._log_factor)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x, _ANY)
-        return x * self.factor + self.shift, self._logdet(x)
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(z, _ANY)
-        return (z - self.shift) / self.factor, -self._logdet(z)
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}, shift={self.shift}"
-
-
-# -- dequantization ------------------------------------------------------------------------
+# Keeps the noise flow's log-scales bounded, so an early bad step cannot blow it up.
+_NOISE_LOG_SCALE_BOUND = 3.0
 
 
 class _Dequantization(nn.Module):
     """Shared validation and the bits-per-dim bound for both dequantizers."""
+
+    _anchor: Tensor
 
     def __init__(self, n_bins: int) -> None:
         super().__init__()
@@ -171,7 +76,7 @@ class _Dequantization(nn.Module):
         """Map continuous ``y`` (e.g. model samples) back to integer levels ``(B, ...)``."""
         return torch.floor(y * self.n_bins).clamp(0, self.n_bins - 1).to(torch.long)
 
-    def bits_per_dim(self, flow: nn.Module, levels: Tensor) -> Tensor:
+    def bits_per_dim(self, flow: Flow, levels: Tensor) -> Tensor:
         """``(B,)`` one-sample estimate of the dequantization bound on bits/dim of ``levels``.
 
         ``flow`` is a ``Flow`` over ``y`` in [0, 1]; the estimate is
@@ -209,7 +114,7 @@ def _conditioner(shape: tuple[int, ...], in_groups: int, hidden: int, depth: int
         layers: list[nn.Module] = [nn.Conv2d(in_groups * c, hidden, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Conv2d(hidden, hidden, 1), nn.ReLU()]
-        last: nn.Module = nn.Conv2d(hidden, 2 * c, 3, padding=1)
+        last: nn.Conv2d | nn.Linear = nn.Conv2d(hidden, 2 * c, 3, padding=1)
     else:
         d = math.prod(shape)
         layers = [nn.Linear(in_groups * d, hidden), nn.ReLU()]
@@ -217,13 +122,9 @@ def _conditioner(shape: tuple[int, ...], in_groups: int, hidden: int, depth: int
             layers += [nn.Linear(hidden, hidden), nn.ReLU()]
         last = nn.Linear(hidden, 2 * d)
     nn.init.zeros_(last.weight)
+    assert last.bias is not None  # both are built with bias=True; narrows Conv2d's Optional
     nn.init.zeros_(last.bias)
     return nn.Sequential(*layers, last)
-
-
-def _soft_clamp(s: Tensor, bound: float = 3.0) -> Tensor:
-    # Keeps the log-scales bounded so an early bad step cannot blow up the noise flow.
-    return bound * torch.tanh(s / bound)
 
 
 class VariationalDequantization(_Dequantization):
@@ -241,6 +142,8 @@ class VariationalDequantization(_Dequantization):
     minimising ``bits_per_dim(flow, levels)``. ``log_prob(u, levels)`` evaluates the density
     at a given ``u`` in (0, 1)^D.
     """
+
+    masks: Tensor
 
     def __init__(self, shape: Sequence[int], n_bins: int, hidden: int = 32, depth: int = 2) -> None:
         super().__init__(n_bins)
@@ -273,11 +176,11 @@ class VariationalDequantization(_Dequantization):
     def _flow(self, eps: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """``eps -> v`` and ``log|det dv/deps|`` ``(B,)`` given level features ``h``."""
         s, t = self.affine(h).chunk(2, dim=1)
-        s = _soft_clamp(s)
+        s = soft_clamp(s, _NOISE_LOG_SCALE_BOUND)
         v, ld = eps * torch.exp(s) + t, sum_except_batch(s)
         for mask, net in zip(self.masks, self.couplings, strict=True):
             s, t = net(torch.cat([h, v * mask], dim=1)).chunk(2, dim=1)
-            s = _soft_clamp(s) * (1 - mask)
+            s = soft_clamp(s, _NOISE_LOG_SCALE_BOUND) * (1 - mask)
             v = mask * v + (1 - mask) * (v * torch.exp(s) + t)
             ld = ld + sum_except_batch(s)
         return v, ld
@@ -287,17 +190,17 @@ class VariationalDequantization(_Dequantization):
         ld = v.new_zeros(v.shape[0])
         for mask, net in zip(reversed(self.masks), reversed(self.couplings), strict=True):
             s, t = net(torch.cat([h, v * mask], dim=1)).chunk(2, dim=1)
-            s = _soft_clamp(s) * (1 - mask)
+            s = soft_clamp(s, _NOISE_LOG_SCALE_BOUND) * (1 - mask)
             v = mask * v + (1 - mask) * ((v - t) * torch.exp(-s))
             ld = ld + sum_except_batch(s)
         s, t = self.affine(h).chunk(2, dim=1)
-        s = _soft_clamp(s)
+        s = soft_clamp(s, _NOISE_LOG_SCALE_BOUND)
         return (v - t) * torch.exp(-s), ld + sum_except_batch(s)
 
     @staticmethod
     def _log_q(eps: Tensor, v: Tensor, flow_ld: Tensor) -> Tensor:
         log_base = -0.5 * sum_except_batch(eps**2) - 0.5 * eps[0].numel() * _LOG_2PI
-        return log_base - flow_ld - sum_except_batch(_log_sigmoid_derivative(v))
+        return log_base - flow_ld - sum_except_batch(log_sigmoid_derivative(v))
 
     def forward(self, levels: Tensor) -> tuple[Tensor, Tensor]:
         k = self._levels(levels, self.shape)
@@ -324,3 +227,13 @@ class VariationalDequantization(_Dequantization):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, n_bins={self.n_bins}, depth={len(self.couplings)}"
+
+
+def make_dequantizer(kind: str, shape: Sequence[int],
+                     n_bins: int) -> UniformDequantization | VariationalDequantization:
+    """The dequantizer named ``kind`` ("uniform" or "variational") for levels ``(B, *shape)``."""
+    if kind == "uniform":
+        return UniformDequantization(n_bins)
+    if kind == "variational":
+        return VariationalDequantization(shape, n_bins)
+    raise ValueError(f"unknown dequantization '{kind}' (use uniform or variational)")
