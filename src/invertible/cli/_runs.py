@@ -10,6 +10,7 @@ from .common import resolve_device, warn
 if TYPE_CHECKING:
     from ..distributions import Flow
     from ..training.datasets import Split
+    from ..training.objectives.autoencoder import AutoencoderObjective
     from ..training.run import LoadedRun
 
 
@@ -52,3 +53,13 @@ def flow_of(run: LoadedRun, command: str) -> Flow:
                         f"'{run.config.task}'")
     return flow
 
+
+def autoencoder_of(run: LoadedRun, command: str) -> AutoencoderObjective:
+    """The run's autoencoder objective; a run of another task gets a one-line error."""
+    from ..training.objectives import TaskError
+    from ..training.objectives.autoencoder import AutoencoderObjective
+
+    if not isinstance(run.objective, AutoencoderObjective):
+        raise TaskError(f"'{command}' needs an autoencoder run (train --task autoencoder); "
+                        f"this run's task is '{run.config.task}'")
+    return run.objective

@@ -7,7 +7,6 @@ at 0.5), so decoding and flooring back to levels returns the very same integers.
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from ._runs import add_run_args, flow_of, load_run_split, open_from_args
-from .common import UsageError, output_path, positive_int, say
+from .common import UsageError, npy_bytes, output_path, positive_int, say
 
 
 def add_parsers(sub: Any) -> None:
@@ -40,12 +39,6 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
     d.add_argument("--force", action="store_true", help="overwrite an existing output")
     d.set_defaults(run=run_decode)
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
 
 
 def _read_png(path: Path, shape: tuple[int, ...], n_bins: int) -> np.ndarray:
@@ -134,7 +127,7 @@ def run_encode(args: argparse.Namespace) -> int:
             zs.append(bij(xb)[0].cpu())
     z = torch.cat(zs)
     if out.suffix.lower() == ".npy":
-        atomic_write_bytes(out, _npy_bytes(z.numpy()))
+        atomic_write_bytes(out, npy_bytes(z.numpy()))
     else:
         atomic_write_bytes(out, st_save({"latents": z.contiguous()},
                                         {"run": str(r.paths.root), "shape": str(list(shape))}))
@@ -187,14 +180,14 @@ def run_decode(args: argparse.Namespace) -> int:
     if obj.kind == "image":
         levels = obj.to_levels(x).cpu().numpy()
         if out.suffix.lower() == ".npy":
-            atomic_write_bytes(out, _npy_bytes(levels))
+            atomic_write_bytes(out, npy_bytes(levels))
         else:
             assert obj.n_bins is not None  # image objectives always have their levels
             save_image_grid(levels, obj.n_bins, out)
     else:
         xs = x.float().cpu().numpy()
         if out.suffix.lower() == ".npy":
-            atomic_write_bytes(out, _npy_bytes(xs))
+            atomic_write_bytes(out, npy_bytes(xs))
         else:
             save_scatter(xs, out)
     say(f"decoded {len(z)} latent(s) to {out}")

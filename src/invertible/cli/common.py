@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "UsageError",
     "model_option",
     "nonneg_int",
+    "npy_bytes",
     "output_path",
     "positive_float",
     "positive_int",
@@ -96,6 +99,13 @@ def output_path(path: str, force: bool, suffixes: tuple[str, ...]) -> Path:
     if not p.parent.is_dir():
         raise UsageError(f"folder {p.parent} does not exist")
     return p
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    """``a`` as the bytes of a .npy file (for an atomic write)."""
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
 
 
 def resolve_device(name: str | None) -> torch.device:

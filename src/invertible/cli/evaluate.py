@@ -34,9 +34,8 @@ def run(args: argparse.Namespace) -> int:
     for line in r.objective.describe(figures, args.split):
         say(line)
     say(f"({r.config.task} task; {kind}; {weights})")
-    if "round_trip_max" in extra:
-        say(f"round-trip relative error |inverse(forward(x)) - x| / |x|: max "
-            f"{extra['round_trip_max']:.2e}, mean {extra['round_trip_mean']:.2e}")
+    for line in r.objective.describe_diagnostics(extra):
+        say(line)
     if args.json:
         say(json.dumps({"split": args.split, "task": r.config.task, **figures, **extra,
                         "step": r.meta.get("step")}))

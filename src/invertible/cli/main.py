@@ -11,11 +11,12 @@ from .common import Parser, UsageError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "info")
+_COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "reduce",
+             "reconstruct", "info")
 
 
 def build_parser() -> Parser:
-    from . import codec, evaluate, info, interpolate, sample, train
+    from . import codec, evaluate, info, interpolate, reconstruct, reduce, sample, train
 
     parser = Parser(
         prog="invertible",
@@ -32,6 +33,8 @@ def build_parser() -> Parser:
     sample.add_parser(sub)
     interpolate.add_parser(sub)
     codec.add_parsers(sub)
+    reduce.add_parser(sub)
+    reconstruct.add_parser(sub)
     info.add_parser(sub)
     return parser
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-
 from ._runs import add_run_args, open_from_args
-from .common import UsageError, output_path, positive_float, positive_int, say
+from .common import UsageError, npy_bytes, output_path, positive_float, positive_int, say
 
 
 def add_parser(sub: Any) -> None:
@@ -35,11 +33,7 @@ def run(args: argparse.Namespace) -> int:
     r = open_from_args(args)
     x = seeded_samples(r.objective, args.num, args.temperature, args.seed).numpy()
     if out.suffix.lower() == ".npy":
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, x)
-        atomic_write_bytes(out, buf.getvalue())
+        atomic_write_bytes(out, npy_bytes(x))
     elif r.objective.kind == "image":
         assert r.objective.n_bins is not None  # image objectives always have their levels
         save_image_grid(x, r.objective.n_bins, out)

@@ -55,6 +55,8 @@ def add_parser(sub: Any) -> None:
     d = p.add_argument_group("task, data and model")
     d.add_argument("--task", choices=task_names(), default=None,
                    help="what to train for (default density: maximum likelihood)")
+    d.add_argument("--code-size", type=positive_int, default=None, metavar="K",
+                   help="autoencoder task: latent coordinates kept in the code")
     d.add_argument("--task-option", type=model_option, action="append", default=None,
                    metavar="KEY=VALUE", dest="task_option",
                    help="a setting of the task's objective, VALUE read as JSON; repeatable")
@@ -127,7 +129,7 @@ def add_parser(sub: Any) -> None:
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"command", "run", "out", "force", "resume", "no_progress", "model_option",
-            "task_option", *_MODEL_OPTIONS}
+            "task_option", "code_size", *_MODEL_OPTIONS}
     return {k: v for k, v in vars(args).items() if v is not None and k not in skip}
 
 
@@ -143,6 +145,8 @@ def _fresh_config(args: argparse.Namespace) -> TrainConfig:
         if key in cfg.model_options:
             raise UsageError(f"model option '{key}' is given twice")
         cfg.model_options[key] = value
+    if args.code_size is not None:
+        cfg.task_options["code_size"] = args.code_size
     for key, value in args.task_option or []:
         if key in cfg.task_options:
             raise UsageError(f"task option '{key}' is given twice")
@@ -161,7 +165,7 @@ def _resumed_config(
     paths, cfg, data = read_run_config(args.resume)
     given = _given(args)
     fixed = sorted(k for k in given if k not in _RESUMABLE)
-    fixed += [k for k in (*_MODEL_OPTIONS, "model_option", "task_option")
+    fixed += [k for k in (*_MODEL_OPTIONS, "model_option", "task_option", "code_size")
               if getattr(args, k) is not None]
     if fixed:
         names = ", ".join("--" + k.replace("_", "-") for k in fixed)
@@ -291,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
             for line in test_lines:
                 say(line)
             for path in summary.artifacts:
-                say(f"{path.parent.name}: {path}")
+                label = path.stem if path.parent == paths.root else path.parent.name
+                say(f"{label.replace('_', ' ')}: {path}")
             say(f"run folder: {paths.root} (next: invertible evaluate {paths.root})")
         return 0
     finally:

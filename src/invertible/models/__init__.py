@@ -1,9 +1,11 @@
-"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF) and a name -> builder registry.
+"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF), the invertible autoencoder, and a
+name -> builder registry.
 
 Every builder returns an ``invertible.Flow``; image models take data in [0, 1]
 (dequantized ``(k + u) / n_bins``) of shape ``(B, C, H, W)``.
 """
 
+from .autoencoder import InvertibleAutoencoder, PCAHead, latent_order, with_pca_head
 from .glow import build_glow, glow_step
 from .iconvnet import IConvNet, build_iconvnet
 from .maf import build_maf
@@ -21,8 +23,10 @@ from .registry import (
 __all__ = [
     "MODELS",
     "IConvNet",
+    "InvertibleAutoencoder",
     "ModelError",
     "ModelSpec",
+    "PCAHead",
     "build_glow",
     "build_iconvnet",
     "build_maf",
@@ -30,7 +34,9 @@ __all__ = [
     "build_realnvp",
     "build_realnvp_2d",
     "glow_step",
+    "latent_order",
     "model_lrs",
     "model_names",
     "register_model",
+    "with_pca_head",
 ]

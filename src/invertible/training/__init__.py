@@ -8,6 +8,7 @@ from .config import ConfigError, TrainConfig
 from .datasets import Split, load_split
 from .loop import Trainer, TrainSummary
 from .objectives import (
+    AutoencoderObjective,
     DataSpec,
     DensityObjective,
     Objective,
@@ -20,6 +21,7 @@ from .objectives import (
 from .run import LoadedRun, open_run
 
 __all__ = [
+    "AutoencoderObjective",
     "ConfigError",
     "DataSpec",
     "DensityObjective",

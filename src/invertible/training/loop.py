@@ -115,6 +115,9 @@ class Trainer:
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.writes
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.objective = objective.to(self.device)
+        if self.writes:
+            assert self.paths is not None
+            self.paths.root.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.paths.metrics if self.paths else "/dev/null",
                                   enabled=self.writes)
 
@@ -175,7 +178,7 @@ class Trainer:
     # -- setup ------------------------------------------------------------------------------
     def _data_dependent_init(self) -> None:
         """The objective's data-dependent init on a larger batch (ActNorm sets itself)."""
-        n = min(len(self.train_split), max(self.cfg.batch_size, 512))
+        n = min(len(self.train_split), max(self.cfg.batch_size, 2048))
         g = torch.Generator().manual_seed(self.cfg.seed + self.dist.rank)
         idx = torch.randperm(len(self.train_split), generator=g)[:n]
         with fixed_rng(self.cfg.seed + 99 + self.dist.rank, self.device):

@@ -111,3 +111,30 @@ def save_loss_curve(records: list[dict[str, Any]], path: str | Path, metric: str
     path = Path(path)
     atomic_write_bytes(path, _figure_bytes(fig))
     return path
+
+
+def save_rate_distortion(mse_by_k: dict[int, float], path: str | Path,
+                         title: str = "") -> Path:
+    """Reconstruction MSE (log scale) against the code size k (log scale), PSNR on the right."""
+    from matplotlib.figure import Figure
+
+    ks = sorted(mse_by_k)
+    # An exact reconstruction has MSE 0: drawn at the bottom of the axis, marked "exact".
+    finite = [mse_by_k[k] for k in ks if mse_by_k[k] > 0] or [1e-12]
+    floor = min(finite) / 10
+    ys = [max(mse_by_k[k], floor) for k in ks]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot(ks, ys, marker="o")
+    for k, y in zip(ks, ys, strict=True):
+        if mse_by_k[k] <= 0:
+            ax.annotate("exact", (k, y), textcoords="offset points", xytext=(-10, 6))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("code size k")
+    ax.set_ylabel("MSE per pixel ([0, 1] scale)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    path = Path(path)
+    atomic_write_bytes(path, _figure_bytes(fig))
+    return path

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import ConfigError
+from .autoencoder import AutoencoderObjective
 from .base import EVAL_SEED, SAMPLE_SEED, DataSpec, Objective, TaskError, fixed_rng, seeded_samples
 from .density import DensityObjective, round_trip_error
 
 __all__ = [
     "EVAL_SEED",
     "SAMPLE_SEED",
+    "AutoencoderObjective",
     "DataSpec",
     "DensityObjective",
     "Objective",
@@ -62,8 +64,45 @@ def build_objective(cfg: Any, data: DataSpec | dict[str, Any]) -> Objective:
 def _density(cfg: Any, data: DataSpec) -> Objective:
     from ...models.registry import build_model
 
+    if cfg.task_options:
+        raise TaskError(f"the density task has no option {', '.join(sorted(cfg.task_options))}"
+                        " (--code-size is for --task autoencoder)")
     flow = build_model(cfg.model or "", data.shape, **cfg.model_options)
     return DensityObjective(flow, data, cfg.dequant)
 
 
+def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
+    import torch
+
+    from ...models.autoencoder import InvertibleAutoencoder, with_pca_head
+    from ...models.registry import build_model
+
+    opts = dict(cfg.task_options)
+    allowed = {"code_size", "w_mse", "w_code", "w_tail", "w_nll", "nested", "pca_head"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise TaskError(f"the autoencoder task has no option {', '.join(unknown)} "
+                        f"(it takes {', '.join(sorted(allowed))})")
+    if data.kind != "image":
+        raise TaskError("the autoencoder task needs image data")
+    k = opts.pop("code_size", None)
+    if k is None:
+        raise TaskError("the autoencoder task needs a code size: --code-size K")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= data.dims:
+        raise TaskError(f"--code-size must be an integer in [1, {data.dims}] (the data "
+                        f"dimension), got {k}")
+    pca_head = opts.pop("pca_head", True)
+    if not isinstance(pca_head, bool):
+        raise TaskError(f"task option pca_head must be true or false, got {pca_head!r}")
+    flow = build_model(cfg.model or "", data.shape, **cfg.model_options)
+    if pca_head:
+        # The head's outputs are in variance order already: keep its order.
+        flow, _ = with_pca_head(flow)
+        ae = InvertibleAutoencoder(flow, k, order=torch.arange(data.dims))
+    else:
+        ae = InvertibleAutoencoder(flow, k)
+    return AutoencoderObjective(ae, data, cfg.dequant, **opts)
+
+
 register_objective("density", _density)
+register_objective("autoencoder", _autoencoder)

@@ -170,6 +170,10 @@ class Objective(nn.Module):
         """Extra single-process checks that ``invertible evaluate`` prints (default none)."""
         return {}
 
+    def describe_diagnostics(self, extra: dict[str, float]) -> list[str]:
+        """Human-readable lines for ``diagnostics``."""
+        return [f"{k}: {v:.4g}" for k, v in extra.items()]
+
     # -- generation and pictures ----------------------------------------------------------
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """``n`` new data points: integer levels ``(n, C, H, W)`` or floats ``(n, D)``."""

@@ -62,6 +62,11 @@ class DensityObjective(Objective):
         err_max, err_mean = round_trip_error(self, split, batch_size)
         return {"round_trip_max": err_max, "round_trip_mean": err_mean}
 
+    def describe_diagnostics(self, extra: dict[str, float]) -> list[str]:
+        line = (f"round-trip relative error |inverse(forward(x)) - x| / |x|: max "
+                f"{extra['round_trip_max']:.2e}, mean {extra['round_trip_mean']:.2e}")
+        return [line]
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         x = self.flow.sample(n, temperature)
