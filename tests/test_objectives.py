@@ -134,3 +134,16 @@ def test_picture_history_is_bounded(tmp_path):
                  "--out", str(run)]) == 0
     names = sorted(p.name for p in (run / "samples").iterdir())
     assert names == ["final.png"] + [f"step_{s:07d}.png" for s in range(6, 25, 2)]
+
+
+def test_a_run_started_from_python_opens_like_a_cli_run(tmp_path):
+    cfg = TrainConfig(model="elementwise", steps=10, batch_size=32, val_every=5)
+    train = invertible.load_split(cfg, "train")
+    objective = invertible.build_objective(cfg, train.info())
+    Trainer(cfg, objective, train, invertible.load_split(cfg, "val"), tmp_path).fit()
+    run = invertible.open_run(tmp_path, "latest")
+    assert run.config.task == "density" and run.meta["step"] == 10
+    test = invertible.load_split(cfg, "test")
+    assert run.objective.evaluate(test, 256)["bpd"] == pytest.approx(
+        objective.eval().evaluate(test, 256)["bpd"], rel=1e-12)
+    assert main(["evaluate", str(tmp_path)]) == 0

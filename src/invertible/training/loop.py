@@ -12,6 +12,7 @@ ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import signal
@@ -46,6 +47,7 @@ from .metrics import MetricsLog, read_metrics
 from .objectives.base import Objective, fixed_rng
 from .paths import RunPaths
 from .plots import save_loss_curve
+from .run import write_run_config
 
 __all__ = ["TrainSummary", "Trainer"]
 
@@ -118,6 +120,10 @@ class Trainer:
         if self.writes:
             assert self.paths is not None
             self.paths.root.mkdir(parents=True, exist_ok=True)
+            if resume is None and not self.paths.config.exists():
+                # A run started from Python (not the CLI) can be opened with open_run too.
+                write_run_config(self.paths, dataclasses.replace(cfg, task=objective.task),
+                                 train.info(), dist_info.world_size)
         self.metrics = MetricsLog(self.paths.metrics if self.paths else "/dev/null",
                                   enabled=self.writes)
 
