@@ -10,6 +10,7 @@ import invertible as inv
 from invertible.cli.main import main
 from invertible.models.autoencoder import latent_order
 from invertible.training.objectives.autoencoder import code_sizes
+from one_line_errors import assert_one_line_errors
 
 IMAGE_MODELS = {
     "glow": {"levels": 2, "depth": 1, "hidden": 8},
@@ -251,9 +252,5 @@ def test_bad_inputs_get_one_line(ae_run, tmp_path, capsys):
                                            str(tmp_path / "ints.npy"),
                                            "-o", str(tmp_path / "i.png")],
     }
-    for name, argv in cases.items():
-        capsys.readouterr()
-        assert main(argv) == 2, name
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("invertible: error: "), (name, err)
+    assert_one_line_errors(cases, capsys)
     assert not list(tmp_path.glob("*.png"))

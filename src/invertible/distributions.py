@@ -15,6 +15,7 @@ from torch.distributions import constraints
 from .core import Bijection, InvalidInputError, describe_shape, sum_except_batch
 
 __all__ = [
+    "ClassGaussianMixture",
     "DiagonalGaussian",
     "Distribution",
     "Flow",
@@ -108,6 +109,61 @@ class StandardLogistic(Distribution):
         tiny = torch.finfo(a.dtype).tiny
         u = u.clamp(tiny, 1 - torch.finfo(a.dtype).eps)
         return temperature * (torch.log(u) - torch.log1p(-u))
+
+
+class ClassGaussianMixture(Distribution):
+    """FlowGMM's latent prior: one unit-covariance Gaussian ``N(mu_k, I)`` per class ``k``,
+    with equal weights ``1 / n_classes``.
+
+    The means are fixed, drawn once as ``scale * N(0, I)`` from ``seed`` and stored as a
+    buffer (they travel with checkpoints). ``class_log_probs(z)`` gives the joint
+    ``log p(z, k)`` as ``(B, K)``; ``log_prob(z)`` the marginal ``(B,)``; ``sample(n, T,
+    labels)`` draws from the chosen classes (``labels`` ``(n,)``; default uniform).
+    """
+
+    means: Tensor
+
+    def __init__(self, event_shape: Sequence[int], n_classes: int, scale: float = 1.0,
+                 seed: int = 0) -> None:
+        super().__init__(event_shape)
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"ClassGaussianMixture: n_classes must be an int >= 2, got "
+                             f"{n_classes!r}")
+        if not (isinstance(scale, numbers.Real) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"ClassGaussianMixture: scale must be a number > 0, got {scale!r}")
+        self.n_classes: int = int(n_classes)
+        self.scale: float = float(scale)
+        g = torch.Generator().manual_seed(int(seed))
+        self.register_buffer("means", self.scale * torch.randn(n_classes, *self.event_shape,
+                                                               generator=g))
+
+    def class_log_probs(self, z: Tensor) -> Tensor:
+        """``(B, *event_shape) -> (B, K)``: ``log N(z; mu_k, I) + log(1 / K)``."""
+        self._check_event(z)
+        flat = z.reshape(z.shape[0], -1)
+        mu = self.means.reshape(self.n_classes, -1).to(flat.dtype)
+        # |z - mu|^2 expanded, so that no (B, K, D) tensor is formed.
+        sq = ((flat * flat).sum(1, keepdim=True) - 2 * flat @ mu.T
+              + (mu * mu).sum(1).unsqueeze(0)).clamp_min(0)
+        d = flat.shape[1]
+        return -0.5 * sq - 0.5 * d * _LOG_2PI - math.log(self.n_classes)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.logsumexp(self.class_log_probs(z), dim=1)
+
+    def sample(self, n: int, temperature: float = 1.0, labels: Tensor | None = None) -> Tensor:
+        shape = self._noise_shape(n)
+        mu = self.means
+        if labels is None:
+            labels = torch.randint(self.n_classes, (n,), device=mu.device)
+        labels = torch.as_tensor(labels, device=mu.device).long()
+        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.n_classes:
+            raise InvalidInputError(f"ClassGaussianMixture: labels must be {n} class indices "
+                                    f"in [0, {self.n_classes - 1}]")
+        return mu[labels] + temperature * torch.randn(shape, device=mu.device, dtype=mu.dtype)
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}, scale={self.scale}"
 
 
 def _as_sample_shape(sample_shape: int | Sequence[int]) -> torch.Size:

@@ -11,10 +11,12 @@ from .common import positive_int, say
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="test bits/dim (95%% CI) and round-trip error",
-                       description="Bits/dim of a trained run on a data split, with a 95% "
-                       "confidence interval over images, and the relative error of "
-                       "inverse(forward(x)).")
+    p = sub.add_parser("evaluate", help="the task's test figures: bits/dim (95%% CI), accuracy, ...",
+                       description="The figures of a trained run on a data split: bits/dim "
+                       "with a 95% confidence interval over images and the relative error of "
+                       "inverse(forward(x)) for density runs; accuracy (and, for invertible "
+                       "classifiers, the reconstruction error from the features) for classify "
+                       "runs; reconstruction error for autoencoder runs.")
     add_run_args(p, data=True)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -29,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     extra = r.objective.diagnostics(split, args.batch_size)
     weights = f"{args.checkpoint} checkpoint, step {r.meta.get('step')}" + (
         ", EMA weights" if r.used_ema else "")
-    kind = (f"{r.config.dequant} dequantization" if split.kind == "image"
-            else "continuous data")
+    if getattr(r.objective, "dequant", None) is not None:
+        kind = f"{r.config.dequant} dequantization"
+    else:
+        kind = "images at bin centres" if split.kind == "image" else "continuous data"
     for line in r.objective.describe(figures, args.split):
         say(line)
     say(f"({r.config.task} task; {kind}; {weights})")

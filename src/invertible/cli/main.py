@@ -12,11 +12,11 @@ from .common import Parser, UsageError
 __all__ = ["build_parser", "main"]
 
 _COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "reduce",
-             "reconstruct", "info")
+             "reconstruct", "invert", "info")
 
 
 def build_parser() -> Parser:
-    from . import codec, evaluate, info, interpolate, reconstruct, reduce, sample, train
+    from . import codec, evaluate, info, interpolate, invert, reconstruct, reduce, sample, train
 
     parser = Parser(
         prog="invertible",
@@ -35,6 +35,7 @@ def build_parser() -> Parser:
     codec.add_parsers(sub)
     reduce.add_parser(sub)
     reconstruct.add_parser(sub)
+    invert.add_parser(sub)
     info.add_parser(sub)
     return parser
 

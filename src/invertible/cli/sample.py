@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import torch
+
 from ._runs import add_run_args, open_from_args
 from .common import UsageError, npy_bytes, output_path, positive_float, positive_int, say
 
@@ -17,6 +19,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-n", "--num", type=positive_int, default=64, help="number of samples")
     p.add_argument("--temperature", "-t", type=positive_float, default=1.0)
     p.add_argument("--seed", type=int, default=None, help="fix the samples (default random)")
+    p.add_argument("--label", type=int, default=None, metavar="K",
+                   help="draw class K only (flow classifiers: train --task classify with a "
+                   "flow model)")
     p.add_argument("-o", "--output", required=True, help="FILE.png (grid) or FILE.npy")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(run=run)
@@ -31,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num > 100_000:
         raise UsageError(f"-n {args.num} is too many samples for one file (at most 100000)")
     r = open_from_args(args)
-    x = seeded_samples(r.objective, args.num, args.temperature, args.seed).numpy()
+    labels = None if args.label is None else torch.full((args.num,), args.label)
+    x = seeded_samples(r.objective, args.num, args.temperature, args.seed, labels).numpy()
     if out.suffix.lower() == ".npy":
         atomic_write_bytes(out, npy_bytes(x))
     elif r.objective.kind == "image":
@@ -39,5 +45,6 @@ def run(args: argparse.Namespace) -> int:
         save_image_grid(x, r.objective.n_bins, out)
     else:
         save_scatter(x, out, title=f"{args.num} samples, T={args.temperature}")
-    say(f"wrote {args.num} samples (temperature {args.temperature}) to {out}")
+    of = "" if args.label is None else f" of class {args.label}"
+    say(f"wrote {args.num} samples{of} (temperature {args.temperature}) to {out}")
     return 0

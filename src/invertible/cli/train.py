@@ -57,12 +57,15 @@ def add_parser(sub: Any) -> None:
     )
     d = p.add_argument_group("task, data and model")
     d.add_argument("--task", choices=task_names(), default=None,
-                   help="what to train for (default density: maximum likelihood)")
+                   help="what to train for (default density: maximum likelihood; "
+                   "autoencoder; classify)")
     d.add_argument("--code-size", type=positive_int, default=None, metavar="K",
                    help="autoencoder task: latent coordinates kept in the code")
     d.add_argument("--task-option", type=model_option, action="append", default=None,
                    metavar="KEY=VALUE", dest="task_option",
-                   help="a setting of the task's objective, VALUE read as JSON; repeatable")
+                   help="a setting of the task's objective, VALUE read as JSON; repeatable "
+                   "(autoencoder: w_mse, w_code, w_tail, w_nll, nested, pca_head; flow "
+                   "classifier: mean_scale, w_class)")
     d.add_argument("--data", default=None, help=f"dataset name (default {DEFAULT_DATA})")
     d.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     d.add_argument("--download", action="store_true", default=None,
@@ -72,7 +75,10 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--grayscale", action="store_true", default=None,
                    help="convert images to one grey channel")
     d.add_argument("--model", default=None,
-                   help="iconvnet (default for images), glow, realnvp, maf (vectors), elementwise")
+                   help="iconvnet (default for images), glow, realnvp, maf (vectors), "
+                   "elementwise; for --task classify: convnet (the Table 1 ladder, default; "
+                   "--model-option step=base|circular|sneaky|checkerboard|nn|avgpool) or a "
+                   "flow, which makes a FlowGMM classifier")
     d.add_argument("--levels", type=positive_int, default=None, help="model scales (multi-scale)")
     d.add_argument("--depth", type=positive_int, default=None, help="flow steps per scale")
     d.add_argument("--hidden", type=positive_int, default=None, help="hidden channels/units")
@@ -237,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         val = load_split(cfg, "val")
         test = load_split(cfg, "test")
         if cfg.model is None:
-            cfg.model = _default_model(train.kind)
+            cfg.model = _default_model(train.kind, cfg.task)
         if not resume and args.lr is None:
             cfg.lr = TASK_LRS.get(cfg.task) or model_lrs().get(cfg.model, cfg.lr)
         if data_info is not None and list(train.shape) != list(data_info["shape"]):
@@ -307,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
         D.shutdown()
 
 
-def _default_model(kind: str) -> str:
-    """The i-ConvNet for images, MAF for vectors."""
+def _default_model(kind: str, task: str) -> str:
+    """The ladder CNN for classification, else the i-ConvNet for images, MAF for vectors."""
+    if task == "classify" and kind == "image":
+        return "convnet"
     return DEFAULT_MODELS[kind]

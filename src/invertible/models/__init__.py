@@ -1,11 +1,12 @@
-"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF), the invertible autoencoder, and a
-name -> builder registry.
+"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF), the invertible autoencoder, the
+classifier ladder (``build_convnet``), and a name -> builder registry of flows.
 
 Every builder returns an ``invertible.Flow``; image models take data in [0, 1]
 (dequantized ``(k + u) / n_bins``) of shape ``(B, C, H, W)``.
 """
 
 from .autoencoder import InvertibleAutoencoder, PCAHead, latent_order, with_pca_head
+from .classifier import LADDER_STEPS, LadderConvNet, build_convnet
 from .glow import build_glow, glow_step
 from .iconvnet import IConvNet, build_iconvnet
 from .maf import build_maf
@@ -21,12 +22,15 @@ from .registry import (
 )
 
 __all__ = [
+    "LADDER_STEPS",
     "MODELS",
     "IConvNet",
     "InvertibleAutoencoder",
+    "LadderConvNet",
     "ModelError",
     "ModelSpec",
     "PCAHead",
+    "build_convnet",
     "build_glow",
     "build_iconvnet",
     "build_maf",

@@ -66,7 +66,7 @@ _DOWNSAMPLERS: dict[str, Callable[[], Bijection]] = {
 }
 
 
-def _fitting_kernel(k: int, h: int, w: int) -> int:
+def fitting_kernel(k: int, h: int, w: int) -> int:
     """The largest odd kernel size <= k that fits an h x w image."""
     fit = min(k, h, w)
     return fit if fit % 2 else fit - 1
@@ -157,7 +157,7 @@ class IConvNet(Bijection):
 
     def _linear(self, c: int, h: int, w: int) -> list[Bijection]:
         cfg = self.config
-        k = _fitting_kernel(cfg["kernel_size"], h, w)
+        k = fitting_kernel(cfg["kernel_size"], h, w)
         conv = CircularConv2d(c, k, bias=not cfg["actnorm"], image_size=(h, w), **self._conv_kw)
         return [conv, ActNorm(c)] if cfg["actnorm"] else [conv]
 

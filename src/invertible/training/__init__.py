@@ -9,8 +9,10 @@ from .datasets import Split, load_split
 from .loop import Trainer, TrainSummary
 from .objectives import (
     AutoencoderObjective,
+    ClassifierObjective,
     DataSpec,
     DensityObjective,
+    FlowGMMObjective,
     Objective,
     TaskError,
     build_objective,
@@ -22,9 +24,11 @@ from .run import LoadedRun, open_run
 
 __all__ = [
     "AutoencoderObjective",
+    "ClassifierObjective",
     "ConfigError",
     "DataSpec",
     "DensityObjective",
+    "FlowGMMObjective",
     "LoadedRun",
     "Objective",
     "Split",

@@ -16,7 +16,9 @@ __all__ = [
     "image_grid",
     "levels_to_uint8",
     "save_figure",
+    "save_histograms",
     "save_image_grid",
+    "save_inversion",
     "save_loss_curve",
     "save_scatter",
 ]
@@ -138,3 +140,53 @@ def save_rate_distortion(mse_by_k: dict[int, float], path: str | Path,
     path = Path(path)
     atomic_write_bytes(path, _figure_bytes(fig))
     return path
+
+
+def save_inversion(x: np.ndarray, back: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Rows of original | reconstruction | difference for grey or RGB images ``(N, C, H, W)``
+    in [0, 1]. The difference has its own colour scale, given above its column, since an
+    exact inverse leaves only rounding noise."""
+    from matplotlib.figure import Figure
+
+    n = x.shape[0]
+    diff = np.abs(back - x)
+    dmax = float(diff.max()) if diff.size else 0.0
+    fig = Figure(figsize=(4.5, 1.4 * n + 0.6))
+    axes = fig.subplots(n, 3, squeeze=False)
+    heads = ("original", "reconstruction", f"|difference|, 0 to {dmax:.1e}")
+    for i in range(n):
+        for j, img in enumerate((x[i], back[i], diff[i])):
+            ax = axes[i, j]
+            shown = img.mean(axis=0) if j == 2 else np.clip(img.transpose(1, 2, 0), 0, 1)
+            if shown.ndim == 3 and shown.shape[-1] == 1:
+                shown = shown[..., 0]
+            vmax = max(dmax, 1e-30) if j == 2 else 1.0
+            ax.imshow(shown, cmap="magma" if j == 2 else "gray", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(heads[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def save_histograms(values: dict[str, np.ndarray], path: str | Path, xlabel: str,
+                    title: str = "") -> Path:
+    """Overlaid histograms of one figure (e.g. bits/dim) for several named sets."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    finite = [v[np.isfinite(v)] for v in values.values()]
+    lo = min((float(v.min()) for v in finite if v.size), default=0.0)
+    hi = max((float(v.max()) for v in finite if v.size), default=1.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 60).tolist()
+    for (name, _), v in zip(values.items(), finite, strict=True):
+        ax.hist(v, bins=bins, alpha=0.55, label=f"{name} (median {np.median(v):.2f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("images")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)

@@ -13,14 +13,18 @@ from typing import Any
 from ..config import ConfigError
 from .autoencoder import AutoencoderObjective
 from .base import EVAL_SEED, SAMPLE_SEED, DataSpec, Objective, TaskError, fixed_rng, seeded_samples
+from .classify import ClassifierObjective
 from .density import DensityObjective, round_trip_error
+from .flowgmm import FlowGMMObjective
 
 __all__ = [
     "EVAL_SEED",
     "SAMPLE_SEED",
     "AutoencoderObjective",
+    "ClassifierObjective",
     "DataSpec",
     "DensityObjective",
+    "FlowGMMObjective",
     "Objective",
     "ObjectiveFactory",
     "TaskError",
@@ -61,21 +65,55 @@ def build_objective(cfg: Any, data: DataSpec | dict[str, Any]) -> Objective:
     return factory(cfg, spec)
 
 
-def _density(cfg: Any, data: DataSpec) -> Objective:
+def _flow_model(cfg: Any, data: DataSpec) -> Any:
+    """The run's flow from the model registry; the ladder classifier is not a flow."""
     from ...models.registry import build_model
 
+    if cfg.model == "convnet":
+        raise TaskError(f"model 'convnet' is the ladder classifier, for --task classify, not "
+                        f"--task {cfg.task}")
+    return build_model(cfg.model or "", data.shape, **cfg.model_options)
+
+
+def _density(cfg: Any, data: DataSpec) -> Objective:
     if cfg.task_options:
         raise TaskError(f"the density task has no option {', '.join(sorted(cfg.task_options))}"
                         " (--code-size is for --task autoencoder)")
-    flow = build_model(cfg.model or "", data.shape, **cfg.model_options)
-    return DensityObjective(flow, data, cfg.dequant)
+    return DensityObjective(_flow_model(cfg, data), data, cfg.dequant)
+
+
+def _classify(cfg: Any, data: DataSpec) -> Objective:
+    """The ladder CNN (``--model convnet``), or FlowGMM around any flow model."""
+    from ...distributions import ClassGaussianMixture, Flow
+    from ...models.classifier import build_convnet
+    from .classify import labelled_spec
+
+    n_classes = labelled_spec(data, "the classify task")
+    opts = dict(cfg.task_options)
+    if cfg.model == "convnet":
+        if opts:
+            raise TaskError(f"the convnet classifier has no task option "
+                            f"{', '.join(sorted(opts))}")
+        model = build_convnet(data.shape, n_classes, **cfg.model_options)
+        return ClassifierObjective(model, data)
+    allowed = {"mean_scale", "w_class"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise TaskError(f"a flow classifier has no task option {', '.join(unknown)} "
+                        f"(it takes {', '.join(sorted(allowed))})")
+    scale = opts.get("mean_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e3:
+        raise TaskError(f"task option mean_scale must be a number in (0, 1000), got {scale!r}")
+    flow = _flow_model(cfg, data)
+    prior = ClassGaussianMixture(flow.base.event_shape, n_classes, float(scale), seed=cfg.seed)
+    return FlowGMMObjective(Flow(flow.bijection, prior), data, cfg.dequant,
+                            opts.get("w_class", 0.0))
 
 
 def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
     import torch
 
     from ...models.autoencoder import InvertibleAutoencoder, with_pca_head
-    from ...models.registry import build_model
 
     opts = dict(cfg.task_options)
     allowed = {"code_size", "w_mse", "w_code", "w_tail", "w_nll", "nested", "pca_head"}
@@ -94,7 +132,7 @@ def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
     pca_head = opts.pop("pca_head", True)
     if not isinstance(pca_head, bool):
         raise TaskError(f"task option pca_head must be true or false, got {pca_head!r}")
-    flow = build_model(cfg.model or "", data.shape, **cfg.model_options)
+    flow = _flow_model(cfg, data)
     if pca_head:
         # The head's outputs are in variance order already: keep its order.
         flow, _ = with_pca_head(flow)
@@ -106,3 +144,4 @@ def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
 
 register_objective("density", _density)
 register_objective("autoencoder", _autoencoder)
+register_objective("classify", _classify)

@@ -203,13 +203,22 @@ class Objective(nn.Module):
 
 
 def seeded_samples(objective: Objective, n: int, temperature: float = 1.0,
-                   seed: int | None = SAMPLE_SEED) -> Tensor:
-    """``objective.sample`` under a fixed seed (None: the global RNG), in eval mode."""
+                   seed: int | None = SAMPLE_SEED, labels: Tensor | None = None) -> Tensor:
+    """``objective.sample`` under a fixed seed (None: the global RNG), in eval mode.
+
+    ``labels`` ``(n,)`` asks for chosen classes, from tasks that can (``sample_class``).
+    """
+    sample_class = getattr(objective, "sample_class", None)
+    if labels is not None and sample_class is None:
+        raise TaskError(f"a '{objective.task}' run cannot sample a chosen class")
     was = objective.training
     objective.eval()
     ctx = fixed_rng(seed, objective.device) if seed is not None else contextlib.nullcontext()
     try:
         with ctx:
+            if labels is not None:
+                assert sample_class is not None  # checked above
+                return sample_class(labels, temperature)
             return objective.sample(n, temperature)
     finally:
         objective.train(was)

@@ -18,6 +18,7 @@ from ...distributions import Flow
 from ...layers.dequantization import make_dequantizer
 from ..plots import save_image_grid, save_scatter
 from .base import SAMPLE_SEED, DataSpec, Objective, seeded_samples
+from .inversion import round_trip_errors
 
 __all__ = ["DensityObjective", "round_trip_error"]
 
@@ -83,17 +84,15 @@ class DensityObjective(Objective):
         return [save_scatter(x, path, title=f"{n} samples, T=1")]
 
 
-@torch.no_grad()
 def round_trip_error(objective: DensityObjective, split: Any,
                      batch_size: int) -> tuple[float, float]:
     """Max and mean of ``|inverse(forward(x)) - x| / |x|`` per example (x at bin centres)."""
-    errs = []
     bij = objective.flow.bijection
-    for start in range(0, len(split), batch_size):
-        xb = split.x[start : start + batch_size].to(objective.device)
-        x = objective.center(xb) if objective.kind == "image" else xb.to(objective.dtype)
-        back, _ = bij.inverse(bij(x)[0])
-        diff = (back - x).flatten(1).norm(dim=1)
-        errs.append((diff / x.flatten(1).norm(dim=1).clamp_min(1e-30)).double().cpu())
-    e = torch.cat(errs)
+
+    def prepare(rows: Tensor) -> Tensor:
+        rows = rows.to(objective.device)
+        return objective.center(rows) if objective.kind == "image" else rows.to(objective.dtype)
+
+    e = round_trip_errors(prepare, lambda x: bij(x)[0], lambda z: bij.inverse(z)[0], split,
+                          batch_size)
     return float(e.max()), float(e.mean())
