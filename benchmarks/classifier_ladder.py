@@ -1,19 +1,21 @@
 """Table 1 of Finzi et al. (2019) on MNIST: the classifier made invertible step by step.
 
-One command:
+One command (the committed results):
 
-    python benchmarks/classifier_ladder.py
+    python benchmarks/classifier_ladder.py --slope 0.3 --slope-variant 0.5 --variant-seeds 3
 
 Each cell is a fresh `invertible train --task classify --model convnet --model-option
-step=ROW` run (the same epochs, batch, learning rate and seed list for every row), then
-`invertible evaluate` on the 10,000 MNIST test images. Rows 4-6 (invertible bodies) also
-give the float32 relative reconstruction error of every test image from its final feature
-map, and the largest condition number of their circular convolutions; they are trained
-without singular-value clipping (`--sv-clip-every 0`) and, for `--clip-seeds` seeds, with
-it (`--sv-clip-every N`, singular values kept in [1/b, b] with `--clip-bound b`), and
-with `--slope-variant s` also with another SneakyReLU slope. Cells are merged into benchmarks/results/classifier_ladder.json
-(so an interrupted run resumes) and the markdown table beside it is rewritten.
-Training runs one at a time with `--threads` threads each (default 1).
+step=ROW` run (the same epochs, batch, learning rate and seeds for every row), then
+`invertible evaluate` on the 10,000 MNIST test images. Rows 3-6 use SneakyReLU with slope
+`--slope`, and with `--slope-variant s` are trained again with slope `s`. Rows 4-6
+(invertible bodies) also give the float32 relative reconstruction error of every test image
+from its final feature map, and the largest condition number of their circular
+convolutions; they are trained without singular-value clipping (`--sv-clip-every 0`) and,
+for `--clip-seeds` seeds, with it (`--sv-clip-every N`, singular values kept in [1/b, b]
+with `--clip-bound b`). Cells are merged into benchmarks/results/classifier_ladder.json (an
+interrupted run resumes) and the markdown table beside it is rewritten. Training runs one
+cell at a time with `--threads` threads (default 1). `--timing` instead times every row
+side by side in one process (classifier_ladder_timing.md).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ROWS = ("base", "circular", "sneaky", "checkerboard", "nn", "avgpool")
 INVERTIBLE = ("checkerboard", "nn", "avgpool")
+SNEAKY = ("sneaky", *INVERTIBLE)  # the rows whose activation has a slope
 LABELS = {
     "base": "1. base: zero padding, ReLU, MaxPool2d",
     "circular": "2. + circular padding",
@@ -112,11 +115,14 @@ def write_table(cells: dict[str, dict], args: argparse.Namespace) -> None:
     lines = [
         "# The classifier ladder (Finzi et al. 2019, Table 1) on MNIST",
         "",
-        "`python benchmarks/classifier_ladder.py` (see its docstring). Every row trains the",
+        "`python benchmarks/classifier_ladder.py --slope 0.3 --slope-variant 0.5 --variant-seeds 3`",
+        "(see its docstring). Every row trains the",
         (f"same network for {some['epochs']} epochs (batch {args.batch_size}, Adam, peak lr "
         f"{args.lr}, cosine schedule), then is tested on the 10,000 MNIST test images. Accuracy"),
         "is the mean ± sample std over seeds; Δ is the difference of means to row 1. Time per",
-        "epoch is the training time alone (54,000 images over the median training images/s).",
+        "epoch is the training time alone (54,000 images over the median training images/s),",
+        "measured while other one-thread jobs shared the machine: for speed, read",
+        "`classifier_ladder_timing.md` (every row timed side by side in one process).",
         "Reconstruction: float32 relative error |x' - x| / |x| of every test image taken to",
         "the final feature map and back (median over images, then the worst image); κ is the",
         "largest condition number of the run's circular convolutions.",
@@ -236,8 +242,10 @@ def main() -> None:
     p.add_argument("--clip-every", type=int, default=10)
     p.add_argument("--clip-bound", type=float, default=2.0,
                    help="sv_bound of the clipped runs: singular values kept in [1/b, b]")
+    p.add_argument("--slope", type=float, default=0.5,
+                   help="SneakyReLU slope of rows 3-6 (default 0.5, the model's)")
     p.add_argument("--slope-variant", type=float, default=None,
-                   help="also train the invertible rows with this SneakyReLU slope")
+                   help="also train the SneakyReLU rows with this slope")
     p.add_argument("--variant-seeds", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
@@ -259,13 +267,19 @@ def main() -> None:
         if not (args.data_dir / "t10k-images-idx3-ubyte.gz").exists():
             sys.exit(f"MNIST not found in {args.data_dir} (see ../shared/data/README)")
         inv_rows = [row for row in args.rows if row in INVERTIBLE]
+
+        def opts(row: str, slope: float, **more: float) -> dict[str, float]:
+            return {"slope": slope, **more} if row in SNEAKY else dict(more)
+
         plan: list[tuple[str, int, int, dict[str, float]]] = [
-            (row, seed, 0, {}) for seed in range(args.seeds) for row in args.rows]
-        plan += [(row, seed, args.clip_every, {"sv_bound": args.clip_bound})
+            (row, seed, 0, opts(row, args.slope)) for seed in range(args.seeds)
+            for row in args.rows]
+        plan += [(row, seed, args.clip_every, opts(row, args.slope, sv_bound=args.clip_bound))
                  for seed in range(args.clip_seeds) for row in inv_rows]
         if args.slope_variant is not None:
-            plan += [(row, seed, 0, {"slope": args.slope_variant})
-                     for seed in range(args.variant_seeds) for row in inv_rows]
+            plan += [(row, seed, 0, opts(row, args.slope_variant))
+                     for seed in range(args.variant_seeds) for row in args.rows
+                     if row in SNEAKY]
         for row, seed, clip, options in plan:
             key = cell_key(row, seed, clip, options)
             if key in cells and cells[key]["epochs"] == args.epochs:

@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--w-class", type=float, default=0.0,
                    help="extra weight on -log p(y | x) (0: FlowGMM as published)")
+    p.add_argument("--mean-scale", type=float, default=None,
+                   help="scale of the class means (default: the task's, 1)")
     p.add_argument("--tag", default="", help="suffix of the result files (a second model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--noise", type=int, default=2000, help="uniform-noise images scored")
@@ -66,6 +68,8 @@ def main() -> None:
            str(args.epochs), "--out", args.run, "--force", "--no-progress"]
     if args.w_class:
         cmd += ["--task-option", f"w_class={args.w_class:g}"]
+    if args.mean_scale is not None:
+        cmd += ["--task-option", f"mean_scale={args.mean_scale:g}"]
     t0 = time.time()
     if not args.reuse:
         print("$", " ".join(cmd), flush=True)

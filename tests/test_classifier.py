@@ -184,6 +184,10 @@ def test_cli_train_evaluate_invert(ladder_run, tmp_path, capsys):
     assert png.is_file() and "over 359 test images" in lines[0]
     worst = float(lines[0].rsplit("max ", 1)[1])
     assert worst == pytest.approx(figures["reconstruction_max"], rel=1e-2)  # printed to 3 digits
+    assert main(["invert", str(ladder_run), "--all", "--float64", "-o", str(png),
+                 "--force"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "(float64)" in line and float(line.rsplit("max ", 1)[1]) < 1e-10
     assert main(["invert", str(ladder_run), "-o", str(png)]) == 2  # no overwrite
     assert main(["invert", str(ladder_run), "-o", str(png), "--force"]) == 0
 

@@ -28,6 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--all", action="store_true",
                    help="also measure the error on every image of the split")
     p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--float64", action="store_true",
+                   help="run the round trip in float64 (the weights are cast): what is lost in "
+                   "float32 is rounding, amplified by the network's conditioning")
     p.add_argument("-o", "--output", required=True, help="inversion.png")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(run=run)
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = output_path(args.output, args.force, (".png",))
     r = open_from_args(args)
-    obj = r.objective
+    obj = r.objective.double() if args.float64 else r.objective
     if r.config.task != "classify" or not hasattr(obj, "round_trip"):
         raise TaskError(f"'invert' needs a classify run (train --task classify); this run's "
                         f"task is '{r.config.task}'")
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     round_trip: Callable[[Tensor], Tensor] = obj.round_trip  # type: ignore[assignment]
     errs = round_trip_errors(lambda rows: obj.center(rows.to(obj.device)), round_trip,
                              lambda x: x, split, args.batch_size, None if args.all else n)
-    say(f"relative reconstruction error over {len(errs)} {args.split} images: median "
+    precision = "float64" if args.float64 else "float32"
+    say(f"relative reconstruction error ({precision}) over {len(errs)} {args.split} images: median "
         f"{float(errs.median()):.2e}, max {float(errs.max()):.2e}")
     say(f"wrote {out}")
     return 0
