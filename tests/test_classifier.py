@@ -205,6 +205,10 @@ def test_cli_flowgmm_run(tmp_path, capsys):
     npy = tmp_path / "threes.npy"
     assert main(["sample", str(out), "--label", "3", "-n", "6", "--seed", "0",
                  "-o", str(npy)]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out), "--label", "10", "-o", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class indices in [0, 9]" in err[0]
     run = inv.open_run(out)
     x = np.load(npy)
     assert x.shape == (6, 1, 8, 8)

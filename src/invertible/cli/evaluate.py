@@ -11,7 +11,8 @@ from .common import positive_int, say
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="the task's test figures: bits/dim (95%% CI), accuracy, ...",
+    p = sub.add_parser("evaluate",
+                       help="the task's test figures: bits/dim (95%% CI), accuracy, ...",
                        description="The figures of a trained run on a data split: bits/dim "
                        "with a 95% confidence interval over images and the relative error of "
                        "inverse(forward(x)) for density runs; accuracy (and, for invertible "

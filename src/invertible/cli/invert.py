@@ -4,11 +4,7 @@ classifier whose body is a bijection (ladder steps checkerboard/nn/avgpool, or F
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from torch import Tensor
+from typing import Any
 
 from ._runs import add_run_args, load_run_split, open_from_args
 from .common import output_path, positive_int, say
@@ -37,24 +33,25 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.objectives import TaskError
+    from ..training.objectives import ClassifierObjective, FlowGMMObjective, TaskError
     from ..training.objectives.classify import write_inversion
     from ..training.objectives.inversion import round_trip_errors
 
     out = output_path(args.output, args.force, (".png",))
     r = open_from_args(args)
-    obj = r.objective.double() if args.float64 else r.objective
-    if r.config.task != "classify" or not hasattr(obj, "round_trip"):
+    obj = r.objective
+    if not isinstance(obj, ClassifierObjective | FlowGMMObjective):
         raise TaskError(f"'invert' needs a classify run (train --task classify); this run's "
                         f"task is '{r.config.task}'")
+    if args.float64:
+        obj = obj.double()
     split = load_run_split(r, args.split, args.data_dir)
-    n = min(args.num, len(split), 32)
-    write_inversion(obj, split.x[:n], out)
-    round_trip: Callable[[Tensor], Tensor] = obj.round_trip  # type: ignore[assignment]
-    errs = round_trip_errors(lambda rows: obj.center(rows.to(obj.device)), round_trip,
-                             lambda x: x, split, args.batch_size, None if args.all else n)
+    _, errs = write_inversion(obj, split.x[: min(args.num, len(split), 32)], out)
+    if args.all:
+        errs = round_trip_errors(lambda rows: obj.center(rows.to(obj.device)), obj.round_trip,
+                                 split, args.batch_size)
     precision = "float64" if args.float64 else "float32"
-    say(f"relative reconstruction error ({precision}) over {len(errs)} {args.split} images: median "
-        f"{float(errs.median()):.2e}, max {float(errs.max()):.2e}")
+    say(f"relative reconstruction error ({precision}) over {len(errs)} {args.split} images: "
+        f"median {float(errs.median()):.2e}, max {float(errs.max()):.2e}")
     say(f"wrote {out}")
     return 0

@@ -65,6 +65,13 @@ def build_objective(cfg: Any, data: DataSpec | dict[str, Any]) -> Objective:
     return factory(cfg, spec)
 
 
+def _check_task_options(opts: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise TaskError(f"{what} has no option {', '.join(unknown)} "
+                        f"(it takes {', '.join(sorted(allowed))})")
+
+
 def _flow_model(cfg: Any, data: DataSpec) -> Any:
     """The run's flow from the model registry; the ladder classifier is not a flow."""
     from ...models.registry import build_model
@@ -96,11 +103,7 @@ def _classify(cfg: Any, data: DataSpec) -> Objective:
                             f"{', '.join(sorted(opts))}")
         model = build_convnet(data.shape, n_classes, **cfg.model_options)
         return ClassifierObjective(model, data)
-    allowed = {"mean_scale", "w_class"}
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise TaskError(f"a flow classifier has no task option {', '.join(unknown)} "
-                        f"(it takes {', '.join(sorted(allowed))})")
+    _check_task_options(opts, {"mean_scale", "w_class"}, "a flow classifier")
     scale = opts.get("mean_scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e3:
         raise TaskError(f"task option mean_scale must be a number in (0, 1000), got {scale!r}")
@@ -116,11 +119,8 @@ def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
     from ...models.autoencoder import InvertibleAutoencoder, with_pca_head
 
     opts = dict(cfg.task_options)
-    allowed = {"code_size", "w_mse", "w_code", "w_tail", "w_nll", "nested", "pca_head"}
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise TaskError(f"the autoencoder task has no option {', '.join(unknown)} "
-                        f"(it takes {', '.join(sorted(allowed))})")
+    _check_task_options(opts, {"code_size", "w_mse", "w_code", "w_tail", "w_nll", "nested",
+                               "pca_head"}, "the autoencoder task")
     if data.kind != "image":
         raise TaskError("the autoencoder task needs image data")
     k = opts.pop("code_size", None)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ...models.classifier import LadderConvNet
-from ...models.registry import ModelError
 from ..plots import save_inversion
 from .base import DataSpec, Objective, TaskError
-from .inversion import round_trip_errors
+from .inversion import relative_errors, round_trip_errors
+
+if TYPE_CHECKING:
+    from .flowgmm import FlowGMMObjective
 
 __all__ = ["ClassifierObjective", "accuracy_lines", "check_labels"]
 
@@ -30,7 +32,7 @@ __all__ = ["ClassifierObjective", "accuracy_lines", "check_labels"]
 INVERSION_PREVIEW = 6
 
 
-def check_labels(y: Tensor | None, n_classes: int) -> Tensor:
+def check_labels(y: Tensor | None) -> Tensor:
     """The batch's labels, or a ``TaskError`` when the data has none."""
     if y is None:
         raise TaskError("the classify task needs labelled data (this dataset has no labels)")
@@ -74,7 +76,7 @@ class ClassifierObjective(Objective):
         return ["loss", "error"]
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        labels = check_labels(y, self.n_classes)
+        labels = check_labels(y)
         logits = self.model(self.center(x))
         wrong = (logits.argmax(dim=1) != labels).to(logits.dtype)
         return {"loss": F.cross_entropy(logits.float(), labels, reduction="none"),
@@ -99,7 +101,7 @@ class ClassifierObjective(Objective):
         if not self.invertible:
             return {}
         errs = round_trip_errors(lambda rows: self.center(rows.to(self.device)),
-                                 self.model.features, self.model.invert, split, batch_size)
+                                 self.round_trip, split, batch_size)
         return {"reconstruction_median": float(errs.median()),
                 "reconstruction_max": float(errs.max()),
                 "condition_number_max": max(self.model.condition_numbers())}
@@ -114,17 +116,17 @@ class ClassifierObjective(Objective):
     def write_final(self, folder: Path, n: int, preview: Any = None) -> list[Path]:
         if not self.invertible or preview is None or not len(preview):
             return []
-        return [write_inversion(self, preview.x[:INVERSION_PREVIEW], folder / "inversion.png")]
+        levels = preview.x[:INVERSION_PREVIEW]
+        return [write_inversion(self, levels, folder / "inversion.png")[0]]
 
 
-def write_inversion(objective: Any, levels: Tensor, path: Path) -> Path:
-    """The original | reconstruction | difference figure of images (integer levels) for an
-    objective with ``round_trip`` (a classifier whose body is a bijection)."""
+def write_inversion(objective: ClassifierObjective | FlowGMMObjective, levels: Tensor,
+                    path: Path) -> tuple[Path, Tensor]:
+    """The original | reconstruction | difference figure of images (integer levels) through
+    an invertible classifier's ``round_trip``, and their relative errors ``(B,)``."""
     x = objective.center(levels.to(objective.device))
-    try:
-        back = objective.round_trip(x)
-    except ModelError as e:
-        raise TaskError(str(e)) from e
-    err = ((back - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-30))
-    title = f"features -> image, relative error max {float(err.max()):.1e}"
-    return save_inversion(x.float().cpu().numpy(), back.float().cpu().numpy(), path, title)
+    back = objective.round_trip(x)
+    errs = relative_errors(back, x)
+    title = f"features -> image, relative error max {float(errs.max()):.1e}"
+    path = save_inversion(x.float().cpu().numpy(), back.float().cpu().numpy(), path, title)
+    return path, errs

@@ -93,6 +93,5 @@ def round_trip_error(objective: DensityObjective, split: Any,
         rows = rows.to(objective.device)
         return objective.center(rows) if objective.kind == "image" else rows.to(objective.dtype)
 
-    e = round_trip_errors(prepare, lambda x: bij(x)[0], lambda z: bij.inverse(z)[0], split,
-                          batch_size)
+    e = round_trip_errors(prepare, lambda x: bij.inverse(bij(x)[0])[0], split, batch_size)
     return float(e.max()), float(e.mean())

@@ -8,19 +8,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["round_trip_errors"]
+__all__ = ["relative_errors", "round_trip_errors"]
+
+
+def relative_errors(back: Tensor, x: Tensor) -> Tensor:
+    """``|back - x| / |x|`` per example: ``(B, ...)`` twice -> ``(B,)`` float64 on the CPU."""
+    diff = (back - x).flatten(1).norm(dim=1)
+    return (diff / x.flatten(1).norm(dim=1).clamp_min(1e-30)).double().cpu()
 
 
 @torch.no_grad()
-def round_trip_errors(prepare: Callable[[Tensor], Tensor], there: Callable[[Tensor], Tensor],
-                      back: Callable[[Tensor], Tensor], split: Any, batch_size: int,
-                      limit: int | None = None) -> Tensor:
-    """``|back(there(x)) - x| / |x|`` per example ``(N,)`` (float64, on the CPU) over the
-    first ``limit`` rows of ``split`` (all by default), ``x = prepare(rows)``."""
+def round_trip_errors(prepare: Callable[[Tensor], Tensor], round_trip: Callable[[Tensor], Tensor],
+                      split: Any, batch_size: int, limit: int | None = None) -> Tensor:
+    """``relative_errors(round_trip(x), x)`` per example ``(N,)`` over the first ``limit``
+    rows of ``split`` (all by default), ``x = prepare(rows)``."""
     n = len(split) if limit is None else min(limit, len(split))
     errs = []
     for start in range(0, n, batch_size):
         x = prepare(split.x[start : min(start + batch_size, n)])
-        diff = (back(there(x)) - x).flatten(1).norm(dim=1)
-        errs.append((diff / x.flatten(1).norm(dim=1).clamp_min(1e-30)).double().cpu())
+        errs.append(relative_errors(round_trip(x), x))
     return torch.cat(errs) if errs else torch.zeros(0, dtype=torch.float64)
