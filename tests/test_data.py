@@ -401,7 +401,8 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_dataset_names():
-    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "moons", "rings")
+    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "moons", "rings",
+                        "checkerboard")
 
 
 def test_gzip_bomb_is_bounded_by_the_header(tmp_path):

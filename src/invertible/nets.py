@@ -8,6 +8,7 @@ be handed to a coupling layer as ``net_factory``, e.g.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["MLP", "ConvResNet", "GlowConvNet"]
@@ -70,6 +71,19 @@ class _ResBlock(nn.Module):
         return x + self.body(x)
 
 
+def _conv_layout(net: nn.Module, x: Tensor) -> Tensor:
+    """Run a conv stack in channels-last layout on the CPU, returning a contiguous result.
+
+    oneDNN's CPU convolutions work natively in NHWC; fed NCHW they reorder every input,
+    weight and gradient. On this project's 2-core CPU at one thread, a Glow training step on
+    MNIST (batch 64) took 0.74-0.82x the time, side by side. Elsewhere the layout is left
+    alone.
+    """
+    if x.device.type != "cpu" or x.dim() != 4:
+        return net(x)
+    return net(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 class ConvResNet(nn.Module):
     """``(B, in_channels, H, W) -> (B, out_channels, H, W)``: a small 3x3 conv ResNet.
 
@@ -93,7 +107,7 @@ class ConvResNet(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return _conv_layout(self.net, x)
 
 
 class GlowConvNet(nn.Module):
@@ -115,4 +129,4 @@ class GlowConvNet(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return _conv_layout(self.net, x)

@@ -48,6 +48,7 @@ DATASETS: tuple[str, ...] = (
     "folder",
     "moons",
     "rings",
+    "checkerboard",
 )
 DATA_ENV = "INVERTIBLE_DATA"
 DIGITS_TEST_FRACTION = 0.2

@@ -4,6 +4,8 @@
   centred at the origin.
 - ``rings``: four concentric rings of radii 0.5, 1, 1.5, 2 with radial noise 0.08, each
   ring holding a share of points proportional to its circumference.
+- ``checkerboard``: uniform on the 8 dark squares of a 4x4 board of unit squares on
+  ``[-2, 2]^2`` (the Neural Spline Flows paper's 2-D test density, scaled to unit squares).
 
 Every split draws from its own stream of ``SeedSequence([seed, split])``, so splits are
 independent and the same ``seed`` always gives the same points.
@@ -38,7 +40,14 @@ def rings(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
 
 
-TOYS = {"moons": moons, "rings": rings}
+def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Square (i, j) of the board is dark when i + j is even: pick one of the 8 uniformly.
+    dark = np.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
+    corner = dark[rng.integers(len(dark), size=n)] - 2.0
+    return corner + rng.uniform(0.0, 1.0, size=(n, 2))
+
+
+TOYS = {"moons": moons, "rings": rings, "checkerboard": checkerboard}
 
 
 def load_toy(name: str, split: str, seed: int, n_samples: int | None) -> np.ndarray:

@@ -11,6 +11,7 @@ from . import (
     normalization,
     permutation,
     reshape,
+    splines,
 )
 from .autoregressive import *
 from .circular_conv import *
@@ -22,7 +23,8 @@ from .masks import *
 from .normalization import *
 from .permutation import *
 from .reshape import *
+from .splines import *
 
 _FAMILIES = (autoregressive, circular_conv, coupling, dequantization, downsampling, elementwise,
-             masks, normalization, permutation, reshape)
+             masks, normalization, permutation, reshape, splines)
 __all__ = [name for module in _FAMILIES for name in module.__all__]

@@ -1,4 +1,5 @@
-"""Masked autoregressive flows: MADE conditioner and the MAF layer (IAF by inversion).
+"""Masked autoregressive flows: MADE conditioner, the affine MAF layer (IAF by inversion)
+and its neural-spline counterpart.
 
 ``MaskedAutoregressive`` maps data to latent in one pass (``z_i = x_i exp(s_i) + t_i`` with
 ``(t_i, s_i)`` functions of ``x_{<i}``), which makes density evaluation cheap and sampling
@@ -16,8 +17,9 @@ from torch import Tensor, nn
 
 from ..core import Bijection, sum_except_batch
 from ._functional import soft_clamp
+from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
-__all__ = ["MADE", "MaskedAutoregressive", "MaskedLinear"]
+__all__ = ["MADE", "MaskedAutoregressive", "MaskedLinear", "MaskedSplineAutoregressive"]
 
 
 class MaskedLinear(nn.Linear):
@@ -105,7 +107,46 @@ class MADE(nn.Module):
         return self.net(x).reshape(x.shape[0], self.params, self.features)
 
 
-class MaskedAutoregressive(Bijection):
+class _Autoregressive(Bijection):
+    """A MADE-conditioned element-wise map on ``(B, features)``; subclasses define the map.
+
+    Forward (data -> latent) is one MADE pass; the inverse is ``features`` sequential
+    passes: after pass k every entry of order rank < k is exact, so D passes suffice (the
+    last pass's parameters depend on the first D-1 ranks only, hence are exact too).
+    """
+
+    params_per_entry = 2
+
+    def __init__(
+        self, features: int, hidden: int, layers: int, order: Sequence[int] | None
+    ) -> None:
+        super().__init__()
+        self.features = int(features)
+        self.made = MADE(
+            features, params=self.params_per_entry, hidden=hidden, layers=layers, order=order
+        )
+
+    # Element-wise map of x given MADE's output h (B, params, features); log-det per entry.
+    def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Data -> latent in one pass, ``(B, features)`` -> same shape, log-det ``(B,)``."""
+        self._check(x, [("B", self.features)])
+        z, ld = self._map(x, self.made(x), inverse=False)
+        return z, sum_except_batch(ld)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Latent -> data in ``features`` sequential passes; log-det = minus the forward one."""
+        self._check(z, [("B", self.features)])
+        x = torch.zeros_like(z)
+        ld = torch.zeros_like(z)
+        for _ in range(self.features):
+            x, ld = self._map(z, self.made(x), inverse=True)
+        return x, sum_except_batch(ld)
+
+
+class MaskedAutoregressive(_Autoregressive):
     """Affine MAF layer on vectors ``(B, features)``.
 
     Forward (data -> latent, one pass): ``z_i = x_i * exp(s_i) + t_i`` with
@@ -113,6 +154,8 @@ class MaskedAutoregressive(Bijection):
     Inverse: ``features`` sequential MADE passes. Identity at init. Use
     ``Inverse(MaskedAutoregressive(...))`` for an IAF.
     """
+
+    params_per_entry = 2
 
     def __init__(
         self,
@@ -122,34 +165,51 @@ class MaskedAutoregressive(Bijection):
         clamp: float | None = 3.0,
         order: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
         if clamp is not None and not clamp > 0:
             raise ValueError(f"MaskedAutoregressive: clamp must be > 0 or None, got {clamp}")
-        self.features = int(features)
+        super().__init__(features, hidden, layers, order)
         self.clamp = None if clamp is None else float(clamp)
-        self.made = MADE(features, params=2, hidden=hidden, layers=layers, order=order)
 
-    def _shift_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.made(x)
-        shift, raw = h[:, 0], h[:, 1]
-        if self.clamp is None:
-            return shift, raw
-        return shift, soft_clamp(raw, self.clamp)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x, [("B", self.features)])
-        shift, s = self._shift_log_scale(x)
-        return x * torch.exp(s) + shift, sum_except_batch(s)
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(z, [("B", self.features)])
-        x = torch.zeros_like(z)
-        # After pass k every entry of order rank < k is exact, so D passes suffice; the
-        # last pass's parameters only depend on the first D-1 ranks, hence are exact too.
-        for _ in range(self.features):
-            shift, s = self._shift_log_scale(x)
-            x = (z - shift) * torch.exp(-s)
-        return x, -sum_except_batch(s)
+    def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        shift, s = h[:, 0], h[:, 1]
+        if self.clamp is not None:
+            s = soft_clamp(s, self.clamp)
+        if inverse:
+            return (x - shift) * torch.exp(-s), -s
+        return x * torch.exp(s) + shift, s
 
     def extra_repr(self) -> str:
         return f"features={self.features}, clamp={self.clamp}"
+
+
+class MaskedSplineAutoregressive(_Autoregressive):
+    """Autoregressive neural spline flow layer (NSF-AR) on vectors ``(B, features)``.
+
+    Forward (data -> latent, one pass): ``z_i = RQS(x_i; theta_i(x_{<i}))``, a monotonic
+    rational-quadratic spline of ``bins`` bins on ``[-tail_bound, tail_bound]`` (identity
+    outside) whose ``3 * bins - 1`` parameters come from a MADE. Inverse: ``features``
+    sequential passes, each a closed-form spline root. Identity at init.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        bins: int = 8,
+        tail_bound: float = 3.0,
+        hidden: int = 64,
+        layers: int = 2,
+        order: Sequence[int] | None = None,
+    ) -> None:
+        check_spline_options("MaskedSplineAutoregressive", bins, tail_bound)
+        # Per instance, set before the base builds the MADE with this many outputs.
+        self.params_per_entry = spline_params(bins)
+        super().__init__(features, hidden, layers, order)
+        self.bins, self.tail_bound = bins, float(tail_bound)
+
+    def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        return rational_quadratic_spline(
+            x, h.transpose(1, 2), inverse=inverse, tail_bound=self.tail_bound
+        )
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, bins={self.bins}, tail_bound={self.tail_bound}"

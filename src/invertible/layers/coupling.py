@@ -16,7 +16,8 @@ transformed entries only. The mask's shape picks the mode:
   transformed) and returns parameters for every position, used where the mask is False.
   ``net_factory(C, k * C)``; with a ``(1, H, W)`` mask, pass ``channels=C`` when C > 1.
 
-``k`` is 1 for additive (a shift) and 2 for affine (a shift, then a raw log-scale).
+``k`` is 1 for additive (a shift), 2 for affine (a shift, then a raw log-scale) and
+``3K - 1`` for a ``K``-bin rational-quadratic spline (see ``invertible.layers.splines``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from torch import Tensor, nn
 
 from ..core import Bijection, sum_except_batch
 from ._functional import soft_clamp
+from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
-__all__ = ["AdditiveCoupling", "AffineCoupling"]
+__all__ = ["AdditiveCoupling", "AffineCoupling", "SplineCoupling"]
 
 NetFactory = Callable[[int, int], nn.Module]
 
@@ -224,3 +226,43 @@ class AffineCoupling(_Coupling):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, clamp={self.clamp}"
+
+
+class SplineCoupling(_Coupling):
+    """Neural-spline coupling: ``z_b = RQS(x_b; theta(x_a))``, ``z_a = x_a``.
+
+    Each transformed entry gets its own monotonic rational-quadratic spline of ``bins``
+    bins on ``[-tail_bound, tail_bound]`` (identity outside), whose ``3 * bins - 1``
+    parameters the net computes from the kept entries; the inverse is the spline's
+    closed-form root. ``mask`` True = kept; the vector, channel-split and spatial modes are
+    those of the module docstring. Identity at init when the net's output layer is zero.
+    """
+
+    def __init__(
+        self,
+        mask: Tensor,
+        net_factory: NetFactory,
+        bins: int = 8,
+        tail_bound: float = 3.0,
+        channels: int | None = None,
+        image: bool | None = None,
+    ) -> None:
+        check_spline_options("SplineCoupling", bins, tail_bound)
+        # The parameter count is per instance, so set before the base builds the net.
+        self.params_per_entry = spline_params(bins)
+        super().__init__(mask, net_factory, channels, image)
+        self.bins, self.tail_bound = bins, float(tail_bound)
+
+    def _spline(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        # (B, k * n, *rest) -> (B, n, *rest, k): the parameters of an entry in the last axis.
+        params = h.unflatten(1, (self.params_per_entry, -1)).movedim(1, -1)
+        return rational_quadratic_spline(x, params, inverse=inverse, tail_bound=self.tail_bound)
+
+    def _map(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self._spline(x, h, inverse=False)
+
+    def _unmap(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self._spline(y, h, inverse=True)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bins={self.bins}, tail_bound={self.tail_bound}"

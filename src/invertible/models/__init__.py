@@ -1,4 +1,4 @@
-"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF), the invertible autoencoder, the
+"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF, neural spline flows), the invertible autoencoder, the
 classifier ladder (``build_convnet``), and a name -> builder registry of flows.
 
 Every builder returns an ``invertible.Flow``; image models take data in [0, 1]
@@ -10,6 +10,7 @@ from .classifier import LADDER_STEPS, LadderConvNet, build_convnet
 from .glow import build_glow, glow_step
 from .iconvnet import IConvNet, build_iconvnet
 from .maf import build_maf
+from .nsf import build_nsf_ar, build_nsf_coupling
 from .realnvp import build_realnvp, build_realnvp_2d
 from .registry import (
     MODELS,
@@ -35,6 +36,8 @@ __all__ = [
     "build_iconvnet",
     "build_maf",
     "build_model",
+    "build_nsf_ar",
+    "build_nsf_coupling",
     "build_realnvp",
     "build_realnvp_2d",
     "glow_step",

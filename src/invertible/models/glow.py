@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ..core import Bijection, Inverse, Sequential
 from ..distributions import Flow, StandardNormal
-from ..layers.coupling import AffineCoupling
+from ..layers.coupling import AffineCoupling, SplineCoupling
 from ..layers.elementwise import LogitTransform
 from ..layers.masks import channel_mask
 from ..layers.normalization import ActNorm
 from ..layers.permutation import InvertibleConv1x1
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import GlowConvNet
+from .nsf import check_spline_model
 from .realnvp import check_alpha, check_levels, image_shape
-from .registry import check_int
+from .registry import check_choice, check_int
+
+COUPLINGS = ("affine", "spline")
 
 __all__ = ["build_glow", "glow_step"]
 
 
-def glow_step(channels: int, hidden: int = 64, clamp: float = 3.0) -> Sequential:
-    """One Glow step on ``(B, channels, H, W)``: ActNorm -> 1x1 conv -> affine coupling.
+def glow_step(
+    channels: int,
+    hidden: int = 64,
+    clamp: float = 3.0,
+    coupling: str = "affine",
+    bins: int = 8,
+    tail_bound: float = 3.0,
+) -> Sequential:
+    """One Glow step on ``(B, channels, H, W)``: ActNorm -> 1x1 conv -> coupling.
 
     The coupling keeps the first half of the channels and conditions the second half on
-    them through a ``GlowConvNet(hidden)`` (3x3, 1x1, zero-initialised 3x3 conv).
+    them through a ``GlowConvNet(hidden)`` (3x3, 1x1, zero-initialised 3x3 conv). It is
+    affine (``coupling="affine"``, log-scale soft-clamped to ``clamp``) or a neural-spline
+    coupling (``"spline"``: ``bins`` rational-quadratic bins on ``[-tail_bound, tail_bound]``).
     """
     if channels < 2:
         raise ValueError(f"glow_step: need at least 2 channels to split, got {channels}")
@@ -31,19 +44,22 @@ def glow_step(channels: int, hidden: int = 64, clamp: float = 3.0) -> Sequential
     def net(i: int, o: int) -> GlowConvNet:
         return GlowConvNet(i, o, hidden=hidden)
 
-    return Sequential(
-        ActNorm(channels),
-        InvertibleConv1x1(channels),
-        AffineCoupling(channel_mask(channels), net, clamp=clamp),
-    )
+    mask = channel_mask(channels)
+    if coupling == "spline":
+        last: Bijection = SplineCoupling(mask, net, bins=bins, tail_bound=tail_bound)
+    elif coupling == "affine":
+        last = AffineCoupling(mask, net, clamp=clamp)
+    else:
+        raise ValueError(f"glow_step: coupling must be one of {COUPLINGS}, got {coupling!r}")
+    return Sequential(ActNorm(channels), InvertibleConv1x1(channels), last)
 
 
-def _glow_level(c: int, levels_left: int, depth: int, hidden: int) -> Bijection:
+def _glow_level(c: int, levels_left: int, depth: int, step: dict[str, Any]) -> Bijection:
     c4 = 4 * c
     steps: list[Bijection] = [Squeeze()]
-    steps += [glow_step(c4, hidden) for _ in range(depth)]
+    steps += [glow_step(c4, **step) for _ in range(depth)]
     if levels_left > 1:
-        steps.append(FactorOut(c4 // 2, _glow_level(c4 // 2, levels_left - 1, depth, hidden)))
+        steps.append(FactorOut(c4 // 2, _glow_level(c4 // 2, levels_left - 1, depth, step)))
     steps.append(Inverse(Squeeze()))
     return Sequential(*steps)
 
@@ -54,6 +70,9 @@ def build_glow(
     depth: int = 8,
     hidden: int = 64,
     alpha: float = 0.05,
+    coupling: str = "affine",
+    bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> Flow:
     """Multi-scale Glow for images ``(B, C, H, W)`` with values in [0, 1].
 
@@ -62,6 +81,8 @@ def build_glow(
     Latents keep the input's layout; base ``StandardNormal(shape)``. H and W must divide
     by ``2**levels`` (28x28 MNIST: ``levels=2``, 28 -> 14 -> 7). ActNorm layers initialise
     from the first training batch (run one training-mode forward before wrapping in DDP).
+    ``coupling="spline"`` swaps each affine coupling for a neural-spline one with ``bins``
+    bins on ``[-tail_bound, tail_bound]`` (a Glow-like NSF).
     """
     name = "build_glow"
     c, h, w = image_shape(shape, name)
@@ -69,5 +90,8 @@ def build_glow(
     check_int(name, "depth", depth)
     check_int(name, "hidden", hidden)
     check_alpha(name, alpha)
-    body = _glow_level(c, levels, depth, hidden)
+    check_choice(name, "coupling", coupling, COUPLINGS)
+    tail_bound = check_spline_model(name, bins, tail_bound)
+    step = {"hidden": hidden, "coupling": coupling, "bins": bins, "tail_bound": tail_bound}
+    body = _glow_level(c, levels, depth, step)
     return Flow(Sequential(LogitTransform(alpha), body), StandardNormal((c, h, w)))
