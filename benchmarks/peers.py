@@ -31,6 +31,7 @@ Results are merged into ``benchmarks/results/peers.json`` (cases can be run sepa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -92,10 +93,13 @@ class Settings:
     image_budget: float = 600.0
     layer_rounds: int = 15
     speed_rounds: int = 15
-    seed: int = 0
+    seed: int = 0  # model initialisation and batch order
+    data_seed: int = 0  # the data and its splits, fixed across --seed runs
+    smoke: bool = False  # small data too
 
 
-SMOKE = Settings(steps=3, tabular_steps=3, image_budget=3.0, layer_rounds=2, speed_rounds=1)
+SMOKE = Settings(steps=3, tabular_steps=3, image_budget=3.0, layer_rounds=2, speed_rounds=1,
+                 smoke=True)
 
 
 # -- our models, behind the same interface as _peer_models ---------------------------------
@@ -224,28 +228,28 @@ def batch_sampler(data: Tensor, size: int, seed: int) -> Callable[[int], Tensor]
 
 
 # -- cases ---------------------------------------------------------------------------------
-def _row(lib: str, **fields: Any) -> dict[str, Any]:
-    return {"lib": lib, **fields}
+def _row(lib: str, seed: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"lib": lib, "seed": seed, **fields}
 
 
-def case_density(libs: list[str], s: Settings) -> list[dict[str, Any]]:
+def case_density(libs: list[str], s: Settings, toys: list[str]) -> list[dict[str, Any]]:
     rows = []
-    for toy in TOYS:
-        n_train, n_test = (20_000, 10_000) if s is not SMOKE else (512, 256)
-        train_x = load_dataset(toy, split="train", n_samples=n_train, seed=s.seed).data
-        test_x = load_dataset(toy, split="test", n_samples=n_test, seed=s.seed).data
+    for toy in toys:
+        n_train, n_test = (512, 256) if s.smoke else (20_000, 10_000)
+        train_x = load_dataset(toy, split="train", n_samples=n_train, seed=s.data_seed).data
+        test_x = load_dataset(toy, split="test", n_samples=n_test, seed=s.data_seed).data
         for arch in VECTOR_ARCHS:
             for lib in libs:
                 key = {"case": "density", "data": toy, "arch": arch}
                 try:
                     model = build(lib, "vector", arch=arch, dim=2, seed=s.seed)
                 except NotExpressible as e:
-                    rows.append(_row(lib, **key, missing=str(e)))
+                    rows.append(_row(lib, s.seed, **key, missing=str(e)))
                     continue
                 run = train(model, batch_sampler(train_x, s.batch, s.seed), s.lr,
                             steps=s.steps, budget=None)
                 nll, se = mean_nll(model, test_x)
-                rows.append(_row(lib, **key, nll=nll, se=se, **run, params=_params(model)))
+                rows.append(_row(lib, s.seed, **key, nll=nll, se=se, **run, params=_params(model)))
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -262,7 +266,7 @@ def tabular_split(seed: int) -> dict[str, Tensor]:
 
 
 def case_tabular(libs: list[str], s: Settings) -> list[dict[str, Any]]:
-    data = tabular_split(s.seed)
+    data = tabular_split(s.data_seed)
     dim = data["train"].shape[1]
     rows = []
     for arch in VECTOR_ARCHS:
@@ -271,7 +275,7 @@ def case_tabular(libs: list[str], s: Settings) -> list[dict[str, Any]]:
             try:
                 model = build(lib, "vector", arch=arch, dim=dim, seed=s.seed)
             except NotExpressible as e:
-                rows.append(_row(lib, **key, missing=str(e)))
+                rows.append(_row(lib, s.seed, **key, missing=str(e)))
                 continue
             best: dict[str, Any] = {"val": math.inf, "test": math.inf, "se": math.nan, "step": 0}
 
@@ -285,7 +289,7 @@ def case_tabular(libs: list[str], s: Settings) -> list[dict[str, Any]]:
             run = train(model, batch_sampler(data["train"], 64, s.seed), s.lr,
                         steps=s.tabular_steps, budget=None, every=max(1, s.tabular_steps // 60),
                         on_eval=evaluate)
-            rows.append(_row(lib, **key, nll=best["test"], se=best["se"], val_nll=best["val"],
+            rows.append(_row(lib, s.seed, **key, nll=best["test"], se=best["se"], val_nll=best["val"],
                              best_step=best["step"], **run, params=_params(model)))
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -295,9 +299,9 @@ def case_images(libs: list[str], s: Settings, mnist: Path) -> list[dict[str, Any
     if not (mnist / "train-images-idx3-ubyte.gz").exists():
         print(f"images: skipped, MNIST not found in {mnist}", flush=True)
         return []
-    train_set = load_dataset("mnist", mnist, "train", seed=s.seed)
+    train_set = load_dataset("mnist", mnist, "train", seed=s.data_seed)
     test_set = load_dataset("mnist", mnist, "test")
-    n_test = len(test_set) if s is not SMOKE else 256
+    n_test = 256 if s.smoke else len(test_set)
     g = torch.Generator().manual_seed(s.seed + 1)
     # One fixed dequantization of the test set, shared by every library.
     test_x = (test_set.images[:n_test].float() + torch.rand(n_test, 1, 28, 28, generator=g)) / 256
@@ -316,13 +320,13 @@ def case_images(libs: list[str], s: Settings, mnist: Path) -> list[dict[str, Any
         try:
             model = build(lib, "image", shape=(1, 28, 28), seed=s.seed)
         except NotExpressible as e:
-            rows.append(_row(lib, **key, missing=str(e)))
+            rows.append(_row(lib, s.seed, **key, missing=str(e)))
             continue
         run = train(model, batches, s.lr, steps=None, budget=s.image_budget)
         nll, se = mean_nll(model, test_x, batch=500)
         # Density of levels: p(x) on [0, 1]^D times the bin width 1/256 per dimension.
         bpd = (nll + dims * math.log(256)) / (dims * math.log(2))
-        rows.append(_row(lib, **key, bpd=bpd, bpd_se=se / (dims * math.log(2)), **run,
+        rows.append(_row(lib, s.seed, **key, bpd=bpd, bpd_se=se / (dims * math.log(2)), **run,
                          params=_params(model)))
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -343,7 +347,7 @@ def case_speed(libs: list[str], s: Settings) -> list[dict[str, Any]]:
         try:
             models[lib] = build(lib, "image", shape=(1, 28, 28), seed=s.seed)
         except NotExpressible as e:
-            rows.append(_row(lib, case="speed", arch="glow", missing=str(e)))
+            rows.append(_row(lib, s.seed, case="speed", arch="glow", missing=str(e)))
     g = torch.Generator().manual_seed(s.seed)
     x = torch.rand(s.image_batch, 1, 28, 28, generator=g)
     opts = {lib: torch.optim.Adam(m.parameters(), lr=s.lr) for lib, m in models.items()}
@@ -364,7 +368,7 @@ def case_speed(libs: list[str], s: Settings) -> list[dict[str, Any]]:
             times[lib].append(_seconds(lambda lib=lib: [step(lib) for _ in range(3)]) / 3)
     for lib in models:
         per_step = statistics.median(times[lib])
-        rows.append(_row(lib, case="speed", arch="glow", step_ms=1e3 * per_step,
+        rows.append(_row(lib, s.seed, case="speed", arch="glow", step_ms=1e3 * per_step,
                          images_per_s=s.image_batch / per_step, rounds=s.speed_rounds))
     print(json.dumps(rows), flush=True)
     return rows
@@ -379,7 +383,7 @@ def case_layers(libs: list[str], s: Settings, batch: int = 256) -> list[dict[str
             try:
                 built[lib] = build(lib, "layer", kind=kind, batch=batch, seed=s.seed)
             except NotExpressible as e:
-                rows.append(_row(lib, case="layers", arch=kind, missing=str(e)))
+                rows.append(_row(lib, s.seed, case="layers", arch=kind, missing=str(e)))
         times: dict[str, dict[str, list[float]]] = {lib: {"fwd": [], "inv": []} for lib in built}
         error: dict[str, float] = {}
         for lib, lay in built.items():  # warm-up, and the round trip as a sanity check
@@ -395,7 +399,7 @@ def case_layers(libs: list[str], s: Settings, batch: int = 256) -> list[dict[str
         for lib, lay in built.items():
             fwd = statistics.median(times[lib]["fwd"]) / batch * 1e6
             inv = statistics.median(times[lib]["inv"]) / batch * 1e6
-            rows.append(_row(lib, case="layers", arch=kind, fwd_us=fwd, inv_us=inv,
+            rows.append(_row(lib, s.seed, case="layers", arch=kind, fwd_us=fwd, inv_us=inv,
                              round_trip=error[lib], params=_params(lay.module)))
         print(json.dumps([r for r in rows if r.get("arch") == kind]), flush=True)
     return rows
@@ -431,8 +435,29 @@ def _order(row: dict[str, Any]) -> tuple[int, int, int]:
     return data, arch, LIBS.index(row["lib"])
 
 
+def _seed_spread(rows: list[dict[str, Any]]) -> list[str]:
+    """A line per cell run with more than one seed: its NLL per seed, mean and range."""
+    cells: dict[tuple[Any, ...], dict[int, float]] = {}
+    for r in rows:
+        if "nll" in r:
+            cells.setdefault(_key(r)[:4], {})[r.get("seed", 0)] = r["nll"]
+    lines = []
+    for (case, data, arch, lib), by_seed in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], _order({"data": kv[0][1], "arch": kv[0][2],
+                                                         "lib": kv[0][3]}))
+    ):
+        if len(by_seed) < 2:
+            continue
+        values = [by_seed[k] for k in sorted(by_seed)]
+        lines.append(f"| {case} | {data} | {arch} | {lib} | "
+                     f"{', '.join(f'{v:.3f}' for v in values)} | "
+                     f"{statistics.mean(values):.3f} | {max(values) - min(values):.3f} |")
+    return lines
+
+
 def write_table(store: dict[str, Any], path: Path) -> None:
-    rows: list[dict[str, Any]] = store["rows"]
+    every_seed: list[dict[str, Any]] = store["rows"]
+    rows = [r for r in every_seed if r.get("seed", 0) == 0]
     meta = store["meta"]
     lines = ["# Side by side with the peer libraries", "",
              f"Machine: {meta['machine']}. Date: {meta['date']}.", "",
@@ -503,6 +528,13 @@ def write_table(store: dict[str, Any], path: Path) -> None:
             "ratio = library time / ours, so above 1 means slower than ours)",
             "| layer | library | forward+log-det us | vs ours | inverse us | vs ours | "
             "round trip |", lay)
+    spread = _seed_spread(every_seed)
+    if spread:
+        lines += ["## Seed spread (same data, other initialisations and batch orders)", "",
+                  ("| case | data | architecture | library | test NLL per seed (0, 1, ...) | "
+                   "mean | max - min |"), "|---|---|---|---|---|---|---|"]
+        lines += spread
+        lines.append("")
     if notes:
         lines += ["## How each peer model was built", ""]
         lines += [f"- {k}: {v}" for k, v in sorted(notes.items())]
@@ -512,11 +544,16 @@ def write_table(store: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return r["case"], r.get("data"), r.get("arch"), r["lib"], r.get("seed", 0)
+
+
 def merge(store_path: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """Replace the stored rows of the cases just run, keep the others."""
+    """Replace the stored rows of the cells just run (same case, data, model, library and
+    seed), keep the others."""
     old = json.loads(store_path.read_text()) if store_path.exists() else {"rows": [], "meta": {}}
-    ran = {(r["case"], r["lib"]) for r in rows}
-    kept = [r for r in old["rows"] if (r["case"], r["lib"]) not in ran]
+    ran = {_key(r) for r in rows}
+    kept = [r for r in old["rows"] if _key(r) not in ran]
     commands = [c for c in old["meta"].get("commands", []) if c != meta["command"]]
     merged_meta = {**old["meta"], **meta, "commands": [*commands, meta["command"]]}
     store = {"rows": kept + rows, "meta": merged_meta}
@@ -531,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     p.add_argument("--libs", nargs="+", choices=LIBS, default=list(LIBS))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0,
+                   help="model initialisation and batch order (the data stay fixed); the table "
+                   "shows seed 0, other seeds go to a seed-spread section")
+    p.add_argument("--toys", nargs="+", choices=TOYS, default=list(TOYS))
     p.add_argument("--steps", type=int, default=Settings.steps)
     p.add_argument("--image-budget", type=float, default=Settings.image_budget,
                    help="seconds of MNIST training per library")
@@ -541,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     s = SMOKE if a.smoke else Settings(steps=a.steps, image_budget=a.image_budget)
+    s = dataclasses.replace(s, seed=a.seed)
     have = versions()
     libs = []
     for lib in a.libs:
@@ -551,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for case in a.cases:
         if case == "density":
-            rows += case_density(libs, s)
+            rows += case_density(libs, s, a.toys)
         elif case == "tabular":
             rows += case_tabular(libs, s)
         elif case == "images":
