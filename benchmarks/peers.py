@@ -604,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += case_layers(libs, s)
     meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
             "versions": {"ours": invertible.__version__, "torch": torch.__version__, **have},
-            "settings": {**s.__dict__, "vector": VECTOR, "image": IMAGE},
+            # The seed is per row (see the seed-spread section), not a setting of the table.
+            "settings": {**{k: v for k, v in s.__dict__.items() if k != "seed"},
+                         "vector": VECTOR, "image": IMAGE},
             "command": " ".join(["python benchmarks/peers.py", *(argv or sys.argv[1:])]),
             "notes": {f"{lib} {arch}": text for (lib, arch), text in NOTES.items()}}
     a.out_dir.mkdir(parents=True, exist_ok=True)
