@@ -102,24 +102,14 @@ SMOKE = Settings(steps=3, tabular_steps=3, image_budget=3.0, layer_rounds=2, spe
                  smoke=True)
 
 
-# -- our models, behind the same interface as _peer_models ---------------------------------
-class _OursFlow(nn.Module):
-    def __init__(self, flow: invertible.Flow) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        return self.flow.log_prob(x)
-
-
+# -- our models: a Flow already has the peers' interface (an nn.Module with log_prob) -------
 def ours_vector(arch: str, dim: int) -> nn.Module:
     v = VECTOR
     if arch == "affine-coupling":
-        return _OursFlow(build_realnvp_2d(dim, depth=v["steps"], hidden=v["hidden"],
-                                          layers=v["layers"]))
+        return build_realnvp_2d(dim, depth=v["steps"], hidden=v["hidden"], layers=v["layers"])
     build = build_nsf_ar if arch == "spline-ar" else build_nsf_coupling
-    return _OursFlow(build(dim, depth=v["steps"], hidden=v["hidden"], layers=v["layers"],
-                           bins=v["bins"], tail_bound=v["tail_bound"]))
+    return build(dim, depth=v["steps"], hidden=v["hidden"], layers=v["layers"],
+                 bins=v["bins"], tail_bound=v["tail_bound"])
 
 
 def ours_layer(kind: str, batch: int) -> PeerLayer:
@@ -153,7 +143,7 @@ def build(lib: str, case: str, **kw: Any) -> Any:
             lib, kw["arch"], kw["dim"], **VECTOR)
     if case == "image":
         if lib == "ours":
-            return _OursFlow(build_glow(kw["shape"], **IMAGE))
+            return build_glow(kw["shape"], **IMAGE)
         return image_flow(lib, kw["shape"], **IMAGE)
     return ours_layer(kw["kind"], kw["batch"]) if lib == "ours" else layer(
         lib, kw["kind"], batch=kw["batch"])

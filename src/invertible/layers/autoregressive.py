@@ -113,9 +113,10 @@ class _Autoregressive(Bijection):
     Forward (data -> latent) is one MADE pass; the inverse is ``features`` sequential
     passes: after pass k every entry of order rank < k is exact, so D passes suffice (the
     last pass's parameters depend on the first D-1 ranks only, hence are exact too).
+    ``params_per_entry`` is how many MADE outputs each entry's map takes.
     """
 
-    params_per_entry = 2
+    params_per_entry: int
 
     def __init__(
         self, features: int, hidden: int, layers: int, order: Sequence[int] | None

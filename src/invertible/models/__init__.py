@@ -1,5 +1,6 @@
-"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF, neural spline flows), the invertible autoencoder, the
-classifier ladder (``build_convnet``), and a name -> builder registry of flows.
+"""Ready-made flows (i-ConvNet, Glow, RealNVP, MAF, neural spline flows), the invertible
+autoencoder, the classifier ladder (``build_convnet``), and a name -> builder registry of
+flows.
 
 Every builder returns an ``invertible.Flow``; image models take data in [0, 1]
 (dequantized ``(k + u) / n_bins``) of shape ``(B, C, H, W)``.
