@@ -3,12 +3,17 @@
 Every layer maps data to latent. ``forward(x) -> (z, logabsdet)`` with
 ``logabsdet = log|det dz/dx|`` of shape ``(batch,)``; ``inverse(z) -> (x, logabsdet)``
 returns the inverse's own log-det, which is minus the forward one at the matching point.
+
+Conditional layers (``takes_context`` True) also take ``context=c``, a ``(batch, K)`` tensor
+(or ``(batch, K, H, W)`` for image layers) that their conditioner networks read:
+``forward(x, context=c)`` and ``inverse(z, context=c)``. Containers pass the context on to
+the parts that take one, so a stack mixing conditional and plain layers needs no wrapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +23,8 @@ __all__ = [
     "InvalidInputError",
     "Inverse",
     "Sequential",
+    "apply_layer",
+    "check_context",
     "describe_shape",
     "sum_except_batch",
 ]
@@ -37,7 +44,11 @@ class Bijection(nn.Module):
 
     Subclasses implement ``forward`` (data -> latent) and ``inverse`` (latent -> data).
     Both return ``(output, logabsdet)`` with ``logabsdet`` of shape ``(batch,)``.
+    Conditional subclasses set ``takes_context`` and accept ``context=`` in both.
     """
+
+    #: Whether ``forward``/``inverse`` accept ``context=`` (see the module docstring).
+    takes_context: bool = False
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -111,17 +122,21 @@ class Sequential(Bijection):
     def __iter__(self) -> Iterator[Bijection]:
         return cast("Iterator[Bijection]", iter(self.layers))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    @property
+    def takes_context(self) -> bool:  # type: ignore[override]
+        return any(b.takes_context for b in self)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = self._zeros(x)
-        for layer in self.layers:
-            x, ld = layer(x)
+        for layer in self:
+            x, ld = apply_layer(layer, x, context)
             total = total + ld
         return x, total
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = self._zeros(z)
         for layer in cast("Iterable[Bijection]", reversed(self.layers)):
-            z, ld = layer.inverse(z)
+            z, ld = apply_layer(layer, z, context, inverse=True)
             total = total + ld
         return z, total
 
@@ -135,11 +150,59 @@ class Inverse(Bijection):
             raise TypeError(f"Inverse takes a Bijection, got {type(bijection).__name__}")
         self.bijection = bijection
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.bijection.inverse(x)
+    @property
+    def takes_context(self) -> bool:  # type: ignore[override]
+        return self.bijection.takes_context
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.bijection(z)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return apply_layer(self.bijection, x, context, inverse=True)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return apply_layer(self.bijection, z, context)
+
+
+def apply_layer(
+    layer: Bijection, x: Tensor, context: Tensor | None, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    """``layer(x)`` or ``layer.inverse(x)``, handing ``context`` on only if the layer takes
+    one: plain layers keep their one-argument signature."""
+    step = layer.inverse if inverse else layer
+    if layer.takes_context:
+        # The base signature has no context (plain layers keep theirs); these layers add it.
+        return cast(Any, step)(x, context=context)
+    return step(x)
+
+
+def check_context(
+    layer: Bijection, context: Tensor | None, x: Tensor, features: int
+) -> Tensor:
+    """Validate a conditional layer's ``context`` against its input ``x``.
+
+    Accepts ``(B, features)`` and, for image inputs ``(B, C, H, W)``, also
+    ``(B, features, H, W)``; returns it in ``x``'s dtype and device.
+    """
+    name = type(layer).__name__
+    if context is None:
+        raise InvalidInputError(
+            f"{name}: this layer is conditional; pass context of shape (B, {features})"
+        )
+    if not isinstance(context, Tensor) or not context.is_floating_point():
+        kind = context.dtype if isinstance(context, Tensor) else type(context).__name__
+        raise InvalidInputError(
+            f"{name}: context must be a floating-point tensor (one-hot encode labels), got {kind}"
+        )
+    shapes: list[tuple[int, ...]] = [(x.shape[0], features)]
+    if x.dim() == 4:
+        shapes.append((x.shape[0], features, x.shape[2], x.shape[3]))
+    if tuple(context.shape) not in shapes:
+        wanted = " or ".join(describe_shape(s) for s in shapes)
+        raise InvalidInputError(
+            f"{name}: expected context of shape {wanted} for input of shape "
+            f"{describe_shape(tuple(x.shape))}, got {describe_shape(tuple(context.shape))}"
+        )
+    # Finiteness is checked once by ``Flow``, as for the data: a check here would cost a
+    # device sync in every conditional layer of every step.
+    return context.to(dtype=x.dtype, device=x.device)
 
 
 def sum_except_batch(t: Tensor) -> Tensor:

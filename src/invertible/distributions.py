@@ -12,10 +12,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution as TorchDistribution
 from torch.distributions import constraints
 
-from .core import Bijection, InvalidInputError, describe_shape, sum_except_batch
+from .core import Bijection, InvalidInputError, apply_layer, describe_shape, sum_except_batch
 
 __all__ = [
     "ClassGaussianMixture",
+    "ConditionedFlow",
     "DiagonalGaussian",
     "Distribution",
     "Flow",
@@ -188,6 +189,14 @@ class Flow(nn.Module, TorchDistribution):
     ``log_prob`` takes ``(*sample_shape, *event_shape)`` and returns ``sample_shape``.
     ``rsample`` is reparameterised: the base samples are (all bases here are), and the
     gradient flows through ``bijection.inverse``.
+
+    A conditional flow (a bijection with ``takes_context``) models ``p(x | c)``: pass
+    ``context=c`` to ``log_prob``, ``sample``, ``rsample`` and ``sample_and_log_prob``;
+    ``c`` is ``(B, K)`` with one row per data point or sample, or ``(K,)`` for all of them.
+    ``flow.bijection(x, context=c)`` encodes and ``flow.bijection.inverse(z, context=c)``
+    decodes. A context given to an unconditional flow is refused, not ignored.
+    ``flow.condition(c)`` is ``p(x | c)`` as a ``torch.distributions.Distribution`` of
+    ``batch_shape (B,)``, for code that takes distributions (zuko's ``flow(c)``).
     """
 
     has_rsample = True
@@ -226,14 +235,55 @@ class Flow(nn.Module, TorchDistribution):
             bad = (~torch.isfinite(x)).sum().item()
             raise InvalidInputError(f"Flow: {what} has {bad} non-finite values (nan or inf)")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Alias of ``log_prob`` so that wrappers such as DDP see the training objective."""
-        return self.log_prob(x)
+    @property
+    def conditional(self) -> bool:
+        """Whether the flow models ``p(x | context)``."""
+        return self.bijection.takes_context
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def _context(self, context: Tensor | None, n: int) -> Tensor | None:
+        """``(K,)`` or ``(n, K)`` -> ``(n, K)``; None stays None on an unconditional flow."""
+        if context is None:
+            if self.conditional:
+                raise InvalidInputError(
+                    "Flow: this flow is conditional, p(x | context); pass context= with one "
+                    "row per data point or sample, (B, K), or a single (K,) one for all"
+                )
+            return None
+        if not self.conditional:
+            raise InvalidInputError(
+                "Flow: a context was given, but this flow is unconditional (its bijection "
+                "takes no context)"
+            )
+        self._check_finite(context, "context")
+        if context.dim() == 0:
+            raise InvalidInputError("Flow: context must be (B, K) or (K,), got a scalar")
+        if context.dim() == 1:
+            return context.unsqueeze(0).expand(n, -1)
+        if context.shape[0] != n:
+            raise InvalidInputError(
+                f"Flow: context has {context.shape[0]} rows for {n} data points or samples; "
+                "give one row each, or a single (K,) context for all"
+            )
+        return context
+
+    def condition(self, context: Tensor) -> ConditionedFlow:
+        """``p(x | context)`` for a ``(B, K)`` (or ``(K,)``) context, as a torch
+        ``Distribution`` with ``batch_shape (B,)`` (``()`` for ``(K,)``)."""
+        if not self.conditional:
+            raise InvalidInputError("Flow.condition: this flow is unconditional (its bijection "
+                                    "takes no context)")
+        self._check_finite(context, "context")
+        return ConditionedFlow(self, context)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Alias of ``log_prob`` so that wrappers such as DDP see the training objective."""
+        return self.log_prob(x, context)
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``(*sample_shape, *event_shape) -> sample_shape``: log-density of ``x`` in nats.
 
-        The usual case is a batch ``(B, *event_shape) -> (B,)``.
+        The usual case is a batch ``(B, *event_shape) -> (B,)``; a conditional flow takes
+        ``context`` ``(B, K)`` (or ``(K,)`` for every row) and gives ``log p(x | context)``.
         """
         self._check_finite(x, "input")
         lead = x.dim() - len(self.event_shape)
@@ -241,11 +291,13 @@ class Flow(nn.Module, TorchDistribution):
             # Any other number of sample axes: flatten them into one batch axis and back.
             sample_shape = x.shape[:lead]
             flat = x.reshape(sample_shape.numel(), *self.event_shape)
-            return self._log_prob(flat).reshape(sample_shape)
-        return self._log_prob(x)  # a batch, or a wrong shape for the layers to report
+            c = self._context(context, flat.shape[0])
+            return self._log_prob(flat, c).reshape(sample_shape)
+        # A batch, or a wrong shape for the layers to report.
+        return self._log_prob(x, self._context(context, x.shape[0] if x.dim() else 1))
 
-    def _log_prob(self, x: Tensor) -> Tensor:
-        z, logabsdet = self.bijection(x)
+    def _log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        z, logabsdet = apply_layer(self.bijection, x, context)
         if z.dtype in (torch.bfloat16, torch.float16):
             # Under autocast a layer can hand back a half-precision latent; its density is a
             # sum of thousands of squares, which needs float32.
@@ -253,35 +305,51 @@ class Flow(nn.Module, TorchDistribution):
         return self.base.log_prob(z) + logabsdet
 
     def rsample(
-        self, sample_shape: int | Sequence[int] = torch.Size(), temperature: float = 1.0
+        self,
+        sample_shape: int | Sequence[int] = torch.Size(),
+        temperature: float = 1.0,
+        context: Tensor | None = None,
     ) -> Tensor:
-        """Differentiable samples ``(*sample_shape, *event_shape)``; an int ``n`` is ``(n,)``."""
+        """Differentiable samples ``(*sample_shape, *event_shape)``; an int ``n`` is ``(n,)``.
+
+        ``context``: ``(K,)`` for every sample, or one row per sample ``(n, K)``.
+        """
         shape = _as_sample_shape(sample_shape)
+        c = self._context(context, shape.numel())
         z = self.base.sample(shape.numel(), temperature)
-        x, _ = self.bijection.inverse(z)
+        x, _ = apply_layer(self.bijection, z, c, inverse=True)
         return x.reshape(*shape, *x.shape[1:])
 
     @torch.no_grad()
     def sample(
-        self, sample_shape: int | Sequence[int] = torch.Size(), temperature: float = 1.0
+        self,
+        sample_shape: int | Sequence[int] = torch.Size(),
+        temperature: float = 1.0,
+        context: Tensor | None = None,
     ) -> Tensor:
         """Samples ``(*sample_shape, *event_shape)`` without gradients: ``sample(n)`` gives
-        ``(n, *event_shape)``; ``temperature < 1`` gives sharper samples."""
-        return self.rsample(sample_shape, temperature)
+        ``(n, *event_shape)``; ``temperature < 1`` gives sharper samples; ``context`` as in
+        ``rsample``."""
+        return self.rsample(sample_shape, temperature, context)
 
-    def sample_and_log_prob(self, n: int | Sequence[int]) -> tuple[Tensor, Tensor]:
+    def sample_and_log_prob(
+        self, n: int | Sequence[int], context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Draw samples and their log-densities in one pass (no forward re-run).
 
         An int ``n`` gives ``(n, *event_shape)`` and ``(n,)``; a shape gives
         ``(*shape, *event_shape)`` and ``shape``. Differentiable, like ``rsample``.
         """
         shape = _as_sample_shape(n)
+        c = self._context(context, shape.numel())
         z = self.base.sample(shape.numel())
         log_pz = self.base.log_prob(z)
-        x, inv_logabsdet = self.bijection.inverse(z)
+        x, inv_logabsdet = apply_layer(self.bijection, z, c, inverse=True)
         return x.reshape(*shape, *x.shape[1:]), (log_pz - inv_logabsdet).reshape(shape)
 
-    def bits_per_dim(self, x: Tensor, n_bins: int = 256) -> Tensor:
+    def bits_per_dim(
+        self, x: Tensor, n_bins: int = 256, context: Tensor | None = None
+    ) -> Tensor:
         """``(B, *shape) -> (B,)``: bits per dimension of discrete data.
 
         ``x`` is dequantized data scaled to [0, 1], i.e. ``(k + u) / n_bins`` for integer
@@ -292,5 +360,60 @@ class Flow(nn.Module, TorchDistribution):
         if n_bins < 2:
             raise InvalidInputError(f"Flow.bits_per_dim: n_bins must be >= 2, got {n_bins}")
         dims = x[0].numel()
-        log_p = self.log_prob(x) - dims * math.log(n_bins)
+        log_p = self.log_prob(x, context) - dims * math.log(n_bins)
         return -log_p / (dims * math.log(2.0))
+
+
+class ConditionedFlow(TorchDistribution):
+    """A conditional ``Flow`` at fixed contexts: ``p(x | c_b)`` for each row ``b`` of ``c``.
+
+    ``batch_shape`` is ``(B,)`` for ``c`` of shape ``(B, K)`` (``()`` for ``(K,)``).
+    ``log_prob`` takes ``(*sample_shape, *batch_shape, *event_shape)`` and returns
+    ``(*sample_shape, *batch_shape)``; ``sample``/``rsample(sample_shape)`` return
+    ``(*sample_shape, *batch_shape, *event_shape)``. Built by ``Flow.condition``.
+    """
+
+    has_rsample = True
+
+    def __init__(self, flow: Flow, context: Tensor) -> None:
+        if context.dim() not in (1, 2):
+            raise InvalidInputError(f"Flow.condition: context must be (B, K) or (K,), got "
+                                    f"{describe_shape(tuple(context.shape))}")
+        self.flow, self.context = flow, context
+        super().__init__(context.shape[:-1], flow.event_shape, validate_args=False)
+
+    @property
+    def arg_constraints(self) -> dict[str, constraints.Constraint]:
+        return {}
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return self.flow.support
+
+    def _rows(self, n: int) -> Tensor:
+        """The context of ``n`` draws of every batch row, ``(n * B, K)``, row-major."""
+        c = self.context.reshape(-1, self.context.shape[-1])
+        return c.repeat(n, 1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        lead = x.dim() - len(self.event_shape) - len(self.batch_shape)
+        if lead < 0 or tuple(x.shape[lead:]) != (*self.batch_shape, *self.event_shape):
+            raise InvalidInputError(
+                f"ConditionedFlow: expected shape (..., "
+                f"{', '.join(str(s) for s in (*self.batch_shape, *self.event_shape))}), got "
+                f"{describe_shape(tuple(x.shape))}")
+        sample_shape = x.shape[:lead]
+        n = sample_shape.numel()
+        flat = x.reshape(n * self.batch_shape.numel(), *self.event_shape)
+        return self.flow.log_prob(flat, self._rows(n)).reshape(*sample_shape,
+                                                                *self.batch_shape)
+
+    def rsample(self, sample_shape: int | Sequence[int] = torch.Size()) -> Tensor:
+        shape = _as_sample_shape(sample_shape)
+        n = shape.numel()
+        x = self.flow.rsample(n * self.batch_shape.numel(), context=self._rows(n))
+        return x.reshape(*shape, *self.batch_shape, *self.event_shape)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: int | Sequence[int] = torch.Size()) -> Tensor:
+        return self.rsample(sample_shape)

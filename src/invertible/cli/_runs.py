@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ..distributions import Flow
     from ..training.datasets import Split
     from ..training.objectives.autoencoder import AutoencoderObjective
+    from ..training.objectives.vae import VAEObjective
     from ..training.run import LoadedRun
 
 
@@ -40,6 +41,10 @@ def load_run_split(run: LoadedRun, split: str, data_dir: str | None) -> Split:
     if list(data.shape) != list(run.data["shape"]):
         raise UsageError(f"data shape {data.shape} differs from the run's "
                          f"{tuple(run.data['shape'])}")
+    trained = run.data.get("n_classes")
+    if trained and (data.n_classes or 0) > trained:
+        raise UsageError(f"the data has {data.n_classes} classes, the run was trained on "
+                         f"{trained}")
     return data
 
 
@@ -51,15 +56,21 @@ def flow_of(run: LoadedRun, command: str) -> Flow:
     if flow is None:
         raise TaskError(f"'{command}' needs a run whose model is a flow; this run's task is "
                         f"'{run.config.task}'")
+    if flow.conditional:
+        raise TaskError(f"'{command}' takes no class labels, and this run is conditional "
+                        "(train --conditional); in Python, flow.bijection(x, context=c) encodes "
+                        "and flow.bijection.inverse(z, context=c) decodes")
     return flow
 
 
-def autoencoder_of(run: LoadedRun, command: str) -> AutoencoderObjective:
-    """The run's autoencoder objective; a run of another task gets a one-line error."""
+def autoencoder_of(run: LoadedRun, command: str) -> AutoencoderObjective | VAEObjective:
+    """The run's autoencoder (invertible or VAE) objective, which maps images to codes
+    (``encode_codes``) and back (``decode_codes``); other tasks get a one-line error."""
     from ..training.objectives import TaskError
     from ..training.objectives.autoencoder import AutoencoderObjective
+    from ..training.objectives.vae import VAEObjective
 
-    if not isinstance(run.objective, AutoencoderObjective):
-        raise TaskError(f"'{command}' needs an autoencoder run (train --task autoencoder); "
-                        f"this run's task is '{run.config.task}'")
+    if not isinstance(run.objective, AutoencoderObjective | VAEObjective):
+        raise TaskError(f"'{command}' needs an autoencoder run (train --task autoencoder or "
+                        f"--task vae); this run's task is '{run.config.task}'")
     return run.objective

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     flow = getattr(obj, "flow", None)
     dequant = getattr(obj, "dequant", None)
     say(f"task: {cfg.task}" + (f" ({', '.join(f'{k}={v}' for k, v in cfg.task_options.items())})"
-                               if cfg.task_options else ""))
+                               if cfg.task_options else "")
+        + (f", conditional on the class label ({r.data.get('n_classes')} classes)"
+           if cfg.conditional else ""))
     say(f"model: {cfg.model} ({opts}); {_count(obj):,} parameters"
         + (f", {_count(dequant):,} of them in the dequantizer" if dequant is not None
            and _count(dequant) else ""))

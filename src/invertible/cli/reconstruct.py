@@ -14,10 +14,11 @@ from .common import UsageError, npy_bytes, output_path, positive_float, say, war
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("reconstruct", help="k-dimensional codes -> images (autoencoder runs)",
+    p = sub.add_parser("reconstruct", help="k-dimensional codes -> images (autoencoder and VAE runs)",
                        description="Decode codes written by 'invertible reduce': the dropped "
                        "coordinates are filled with zeros (the prior's mode) or, with --fill "
-                       "sample, drawn from the prior (a new image with the same code).")
+                       "sample, drawn from the prior (a new image with the same code). A VAE "
+                       "run decodes its whole latent to the decoder's mean image.")
     add_run_args(p)
     p.add_argument("codes", help="codes.npy, or codes.npz with a 'codes' array")
     p.add_argument("--fill", choices=["zeros", "sample"], default="zeros")
@@ -55,7 +56,7 @@ def read_codes(path: Path) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.checkpoint import atomic_write_bytes
-    from ..training.objectives import fixed_rng
+    from ..training.objectives import VAEObjective, fixed_rng
     from ..training.plots import save_image_grid
 
     out = output_path(args.output, args.force, (".png", ".npy"))
@@ -65,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     k = codes.shape[1]
     if k > obj.dims:
         raise UsageError(f"the codes have width {k}, more than the data dimension {obj.dims}")
-    if k != obj.code_size:
+    if k != obj.code_size and not isinstance(obj, VAEObjective):
         # Codes are prefixes of one ordered latent, so another width still decodes.
         warn(f"warning: the codes have width {k}, the run was trained for {obj.code_size}")
     c = torch.from_numpy(codes).to(obj.device, obj.dtype)
     seed = args.seed if args.seed is not None else int(torch.randint(2**31, ()))
     with torch.no_grad(), fixed_rng(seed, obj.device):
-        x = torch.cat([obj.ae.decode(c[s : s + 256], args.fill, args.temperature)
+        x = torch.cat([obj.decode_codes(c[s : s + 256], args.fill, args.temperature)
                        for s in range(0, len(c), 256)])
     levels = obj.to_levels(x).cpu().numpy()
     if out.suffix.lower() == ".npy":

@@ -15,11 +15,12 @@ from .common import UsageError, npy_bytes, output_path, positive_int, say
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("reduce", help="data -> k-dimensional codes (autoencoder runs)",
+    p = sub.add_parser("reduce", help="data -> k-dimensional codes (autoencoder and VAE runs)",
                        description="Encode a data split with an invertible autoencoder run and "
                        "keep the first k latent coordinates (the run's code size, or --k). "
                        "A .npz output holds 'codes' and, when the data has them, 'labels'; a "
-                       ".npy output holds the codes and puts labels in NAME.labels.npy.")
+                       ".npy output holds the codes and puts labels in NAME.labels.npy. A VAE run's "
+                       "codes are its posterior means, all of its latent dimensions.")
     add_run_args(p, data=True)
     p.add_argument("--data", default=None,
                    help="dataset name (default the run's; it must have the run's shape)")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for start in range(0, n, 256):
             xb = split.x[start : min(start + 256, n)].to(obj.device)
-            codes.append(obj.ae.encode(obj.center(xb), k).float().cpu())
+            codes.append(obj.encode_codes(xb, k).float().cpu())
     c = torch.cat(codes).numpy()
     labels = split.y[:n].numpy() if split.y is not None else None
     if out.suffix.lower() == ".npz":

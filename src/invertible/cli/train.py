@@ -33,7 +33,7 @@ DEFAULT_MAX_TIME = {"digits": 170.0}
 DEFAULT_MODELS = {"image": "iconvnet", "vector": "maf"}
 # Tasks whose default peak learning rate overrides the model's: the autoencoder's dense
 # PCA head and three passes per step diverged at Glow's 2e-3 (MNIST, after ~80 steps).
-TASK_LRS = {"autoencoder": 5e-4}
+TASK_LRS = {"autoencoder": 5e-4, "vae": 1e-3}
 # The ladder classifier is not in the flow registry; 2e-3 is what its benchmark used.
 CLASSIFIER_LRS = {"convnet": 2e-3}
 
@@ -68,6 +68,11 @@ def add_parser(sub: Any) -> None:
                    help="a setting of the task's objective, VALUE read as JSON; repeatable "
                    "(autoencoder: w_mse, w_code, w_tail, w_nll, nested, pca_head; flow "
                    "classifier: mean_scale, w_class)")
+    d.add_argument("--conditional", action="store_true", default=None,
+                   help="density task on labelled data: learn p(x | label), the one-hot class "
+                   "label being the context of the flow's conditioner networks (models glow, "
+                   "the default here for images; realnvp; iconvnet with hybrid=true; maf; "
+                   "nsf-coupling; nsf-ar); then 'invertible sample RUN --label K'")
     d.add_argument("--data", default=None, help=f"dataset name (default {DEFAULT_DATA})")
     d.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     d.add_argument("--download", action="store_true", default=None,
@@ -245,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
         val = load_split(cfg, "val")
         test = load_split(cfg, "test")
         if cfg.model is None:
-            cfg.model = _default_model(train.kind, cfg.task)
+            # The default i-ConvNet has no conditioner network to read a label; Glow has.
+            cfg.model = ("glow" if cfg.conditional and train.kind == "image"
+                         else _default_model(train.kind, cfg.task))
         if not resume and args.lr is None:
             cfg.lr = (TASK_LRS.get(cfg.task) or model_lrs().get(cfg.model)
                       or CLASSIFIER_LRS.get(cfg.model, cfg.lr))
@@ -272,7 +279,8 @@ def run(args: argparse.Namespace) -> int:
             budget = ", ".join(f"{k} {v}" for k, v in (("epochs", cfg.epochs),
                                ("steps", cfg.steps), ("max-time", cfg.max_time)) if v)
             n_par = sum(p.numel() for p in objective.parameters())
-            say(f"{what} {cfg.model} ({n_par:,} parameters) for {cfg.task} on {cfg.data} "
+            task = f"{cfg.task} (given the label)" if cfg.conditional else cfg.task
+            say(f"{what} {cfg.model} ({n_par:,} parameters) for {task} on {cfg.data} "
                 f"{train.shape} ({len(train)} train / {len(val)} val), {budget}, "
                 f"batch {cfg.batch_size} x {dist_info.world_size} process(es), device {device}"
                 f" -> {paths.root}")
@@ -317,7 +325,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _default_model(kind: str, task: str) -> str:
-    """The ladder CNN for classification, else the i-ConvNet for images, MAF for vectors."""
+    """The ladder CNN for classification, the VAE for --task vae, else the i-ConvNet for
+    images, MAF for vectors."""
     if task == "classify" and kind == "image":
         return "convnet"
+    if task == "vae":
+        return "vae"
     return DEFAULT_MODELS[kind]

@@ -10,6 +10,7 @@ from . import (
     masks,
     normalization,
     permutation,
+    planar,
     reshape,
     splines,
 )
@@ -22,9 +23,10 @@ from .elementwise import *
 from .masks import *
 from .normalization import *
 from .permutation import *
+from .planar import *
 from .reshape import *
 from .splines import *
 
 _FAMILIES = (autoregressive, circular_conv, coupling, dequantization, downsampling, elementwise,
-             masks, normalization, permutation, reshape, splines)
+             masks, normalization, permutation, planar, reshape, splines)
 __all__ = [name for module in _FAMILIES for name in module.__all__]

@@ -5,6 +5,10 @@ and its neural-spline counterpart.
 ``(t_i, s_i)`` functions of ``x_{<i}``), which makes density evaluation cheap and sampling
 sequential (D passes). ``Inverse(MaskedAutoregressive(...))`` is an inverse autoregressive
 flow (IAF): one-pass sampling, sequential density.
+
+With ``context_features=K > 0`` a layer is conditional (``forward(x, context=c)``, ``c`` of
+shape ``(B, K)``): the context enters MADE's first hidden layer through an unmasked linear
+map, so every output may depend on it without breaking the autoregressive order.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Bijection, sum_except_batch
+from ..core import Bijection, check_context, sum_except_batch
 from ._functional import soft_clamp
 from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
@@ -43,9 +47,10 @@ class MADE(nn.Module):
     """Masked autoencoder (Germain et al. 2015) as an autoregressive conditioner.
 
     ``(B, features) -> (B, params, features)``: output ``[:, k, i]`` depends only on inputs
-    ``x_j`` that come before ``i`` in ``order`` (default ``0, 1, ..., D-1``). Hidden
-    degrees are assigned cyclically (deterministic, so rebuilt modules match saved ones).
-    The output layer is zero-initialised. Not a bijection.
+    ``x_j`` that come before ``i`` in ``order`` (default ``0, 1, ..., D-1``), and on the
+    ``(B, context_features)`` context if there is one. Hidden degrees are assigned
+    cyclically (deterministic, so rebuilt modules match saved ones). The output layer is
+    zero-initialised. Not a bijection.
     """
 
     order_rank: Tensor
@@ -57,8 +62,14 @@ class MADE(nn.Module):
         hidden: int = 64,
         layers: int = 2,
         order: Sequence[int] | None = None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
+            context_features < 0
+        ):
+            raise ValueError(f"MADE: context_features must be an int >= 0, got "
+                             f"{context_features!r}")
         if features < 2:
             raise ValueError(
                 f"MADE: features must be >= 2 (a 1-D autoregressive map has no inputs), "
@@ -102,9 +113,16 @@ class MADE(nn.Module):
         nn.init.zeros_(last.bias)
         mods.append(last)
         self.net = nn.Sequential(*mods)
+        self.context_features = context_features
+        self.context_net = nn.Linear(context_features, hidden) if context_features else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).reshape(x.shape[0], self.params, self.features)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.context_net is None:
+            h = self.net(x)
+        else:
+            assert context is not None  # the layer using MADE validates it
+            h = self.net[1:](self.net[0](x) + self.context_net(context))
+        return h.reshape(x.shape[0], self.params, self.features)
 
 
 class _Autoregressive(Bijection):
@@ -119,31 +137,45 @@ class _Autoregressive(Bijection):
     params_per_entry: int
 
     def __init__(
-        self, features: int, hidden: int, layers: int, order: Sequence[int] | None
+        self,
+        features: int,
+        hidden: int,
+        layers: int,
+        order: Sequence[int] | None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         self.features = int(features)
         self.made = MADE(
-            features, params=self.params_per_entry, hidden=hidden, layers=layers, order=order
+            features, params=self.params_per_entry, hidden=hidden, layers=layers, order=order,
+            context_features=context_features,
         )
+        self.context_features = context_features
+        self.takes_context = context_features > 0
+
+    def _context(self, context: Tensor | None, x: Tensor) -> Tensor | None:
+        return check_context(self, context, x, self.context_features) if (
+            self.takes_context) else None
 
     # Element-wise map of x given MADE's output h (B, params, features); log-det per entry.
     def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Data -> latent in one pass, ``(B, features)`` -> same shape, log-det ``(B,)``."""
         self._check(x, [("B", self.features)])
-        z, ld = self._map(x, self.made(x), inverse=False)
+        c = self._context(context, x)
+        z, ld = self._map(x, self.made(x, c), inverse=False)
         return z, sum_except_batch(ld)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Latent -> data in ``features`` sequential passes; log-det = minus the forward one."""
         self._check(z, [("B", self.features)])
+        c = self._context(context, z)
         x = torch.zeros_like(z)
         ld = torch.zeros_like(z)
         for _ in range(self.features):
-            x, ld = self._map(z, self.made(x), inverse=True)
+            x, ld = self._map(z, self.made(x, c), inverse=True)
         return x, sum_except_batch(ld)
 
 
@@ -165,10 +197,11 @@ class MaskedAutoregressive(_Autoregressive):
         layers: int = 2,
         clamp: float | None = 3.0,
         order: Sequence[int] | None = None,
+        context_features: int = 0,
     ) -> None:
         if clamp is not None and not clamp > 0:
             raise ValueError(f"MaskedAutoregressive: clamp must be > 0 or None, got {clamp}")
-        super().__init__(features, hidden, layers, order)
+        super().__init__(features, hidden, layers, order, context_features)
         self.clamp = None if clamp is None else float(clamp)
 
     def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -200,11 +233,12 @@ class MaskedSplineAutoregressive(_Autoregressive):
         hidden: int = 64,
         layers: int = 2,
         order: Sequence[int] | None = None,
+        context_features: int = 0,
     ) -> None:
         check_spline_options("MaskedSplineAutoregressive", bins, tail_bound)
         # Per instance, set before the base builds the MADE with this many outputs.
         self.params_per_entry = spline_params(bins)
-        super().__init__(features, hidden, layers, order)
+        super().__init__(features, hidden, layers, order, context_features)
         self.bins, self.tail_bound = bins, float(tail_bound)
 
     def _map(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:

@@ -18,6 +18,12 @@ transformed entries only. The mask's shape picks the mode:
 
 ``k`` is 1 for additive (a shift), 2 for affine (a shift, then a raw log-scale) and
 ``3K - 1`` for a ``K``-bin rational-quadratic spline (see ``invertible.layers.splines``).
+
+With ``context_features=K > 0`` the layer is conditional: ``forward(x, context=c)`` and
+``inverse(z, context=c)`` feed ``c`` to the net beside the kept part, so the net gets
+``K`` more inputs (``net_factory(n_kept + K, ...)`` / ``net_factory(C + K, ...)``). For
+images, a ``(B, K)`` context is broadcast over the pixels as ``K`` extra channels; a
+``(B, K, H, W)`` one is used as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..core import Bijection, sum_except_batch
+from ..core import Bijection, check_context, sum_except_batch
 from ._functional import soft_clamp
 from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
@@ -78,11 +84,19 @@ class _Coupling(Bijection):
         net_factory: NetFactory,
         channels: int | None = None,
         image: bool | None = None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         name = type(self).__name__
         m = _as_mask(mask, name)
         k = self.params_per_entry
+        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
+            context_features < 0
+        ):
+            raise ValueError(f"{name}: context_features must be an int >= 0, got "
+                             f"{context_features!r}")
+        self.context_features = context_features
+        self.takes_context = context_features > 0
         self.register_buffer("mask", m)
         if m.dim() == 1:
             self.spatial = False
@@ -93,7 +107,7 @@ class _Coupling(Bijection):
             # Concatenating [kept, transformed] and gathering with this restores the order.
             self.register_buffer("merge_idx", torch.argsort(torch.cat([keep, trans])))
             self.n_keep, self.n_trans = len(keep), len(trans)
-            self.net = net_factory(self.n_keep, k * self.n_trans)
+            self.net = net_factory(self.n_keep + context_features, k * self.n_trans)
             self.channels = len(m)
             self.image = _infers_image(self.net, name) if image is None else bool(image)
         else:
@@ -106,7 +120,7 @@ class _Coupling(Bijection):
                 )
             self.channels = c
             self.image = True
-            self.net = net_factory(c, k * c)
+            self.net = net_factory(c + context_features, k * c)
         if not isinstance(self.net, nn.Module):
             raise TypeError(f"{name}: net_factory must return an nn.Module")
 
@@ -119,7 +133,12 @@ class _Coupling(Bijection):
         else:
             self._check(x, [("B", self.channels)])
 
-    def _conditioner(self, cond: Tensor, n: int) -> Tensor:
+    def _conditioner(self, cond: Tensor, n: int, context: Tensor | None) -> Tensor:
+        if self.takes_context:
+            c = check_context(self, context, cond, self.context_features)
+            if cond.dim() == 4 and c.dim() == 2:
+                c = c[:, :, None, None].expand(-1, -1, *cond.shape[2:])
+            cond = torch.cat([cond, c], dim=1)
         h = self.net(cond)
         want = (cond.shape[0], self.params_per_entry * n, *cond.shape[2:])
         if tuple(h.shape) != want:
@@ -136,38 +155,41 @@ class _Coupling(Bijection):
     def _unmap(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
-    def _couple(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _couple(
+        self, x: Tensor, inverse: bool, context: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         self._validate(x)
         step = self._unmap if inverse else self._map
         if self.spatial:
             m = self.mask
-            h = self._conditioner(x * m.to(x.dtype), self.channels)
+            h = self._conditioner(x * m.to(x.dtype), self.channels, context)
             y, log_scale = step(x, h)
             out = torch.where(m, x, y)
             if log_scale is None:
                 return out, self._zeros(x)
             return out, sum_except_batch(torch.where(m, torch.zeros_like(log_scale), log_scale))
         kept = x.index_select(1, self.keep_idx)
-        h = self._conditioner(kept, self.n_trans)
+        h = self._conditioner(kept, self.n_trans, context)
         y, log_scale = step(x.index_select(1, self.trans_idx), h)
         out = torch.cat([kept, y], dim=1).index_select(1, self.merge_idx)
         if log_scale is None:
             return out, self._zeros(x)
         return out, sum_except_batch(log_scale)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Data -> latent, ``(B, D)`` or ``(B, C, H, W)`` -> same shape, log-det ``(B,)``."""
-        return self._couple(x, inverse=False)
+        return self._couple(x, False, context)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Latent -> data, with the inverse's log-det (minus the forward one)."""
-        return self._couple(z, inverse=True)
+        return self._couple(z, True, context)
 
     def extra_repr(self) -> str:
+        ctx = f", context_features={self.context_features}" if self.takes_context else ""
         if self.spatial:
-            return f"spatial mask {tuple(self.mask.shape)}, channels={self.channels}"
+            return f"spatial mask {tuple(self.mask.shape)}, channels={self.channels}{ctx}"
         kind = "channels" if self.image else "features"
-        return f"{kind}={self.channels}: keep {self.n_keep}, transform {self.n_trans}"
+        return f"{kind}={self.channels}: keep {self.n_keep}, transform {self.n_trans}{ctx}"
 
 
 class AdditiveCoupling(_Coupling):
@@ -204,10 +226,11 @@ class AffineCoupling(_Coupling):
         clamp: float | None = 3.0,
         channels: int | None = None,
         image: bool | None = None,
+        context_features: int = 0,
     ) -> None:
         if clamp is not None and not clamp > 0:
             raise ValueError(f"AffineCoupling: clamp must be > 0 or None, got {clamp}")
-        super().__init__(mask, net_factory, channels, image)
+        super().__init__(mask, net_factory, channels, image, context_features)
         self.clamp = None if clamp is None else float(clamp)
 
     def _shift_log_scale(self, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -246,11 +269,12 @@ class SplineCoupling(_Coupling):
         tail_bound: float = 3.0,
         channels: int | None = None,
         image: bool | None = None,
+        context_features: int = 0,
     ) -> None:
         check_spline_options("SplineCoupling", bins, tail_bound)
         # The parameter count is per instance, so set before the base builds the net.
         self.params_per_entry = spline_params(bins)
-        super().__init__(mask, net_factory, channels, image)
+        super().__init__(mask, net_factory, channels, image, context_features)
         self.bins, self.tail_bound = bins, float(tail_bound)
 
     def _spline(self, x: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:

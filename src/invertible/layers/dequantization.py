@@ -76,15 +76,17 @@ class _Dequantization(nn.Module):
         """Map continuous ``y`` (e.g. model samples) back to integer levels ``(B, ...)``."""
         return torch.floor(y * self.n_bins).clamp(0, self.n_bins - 1).to(torch.long)
 
-    def bits_per_dim(self, flow: Flow, levels: Tensor) -> Tensor:
+    def bits_per_dim(
+        self, flow: Flow, levels: Tensor, context: Tensor | None = None
+    ) -> Tensor:
         """``(B,)`` one-sample estimate of the dequantization bound on bits/dim of ``levels``.
 
-        ``flow`` is a ``Flow`` over ``y`` in [0, 1]; the estimate is
-        ``-(log p(y) - D log n_bins - log q(u | k)) / (D ln 2)``.
+        ``flow`` is a ``Flow`` over ``y`` in [0, 1] (given ``context`` if it is conditional);
+        the estimate is ``-(log p(y) - D log n_bins - log q(u | k)) / (D ln 2)``.
         """
         y, log_q = self(levels)
         dims = y[0].numel()
-        return flow.bits_per_dim(y, self.n_bins) + log_q / (dims * math.log(2.0))
+        return flow.bits_per_dim(y, self.n_bins, context) + log_q / (dims * math.log(2.0))
 
     def extra_repr(self) -> str:
         return f"n_bins={self.n_bins}"

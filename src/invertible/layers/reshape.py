@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..core import Bijection, InvalidInputError
+from ..core import Bijection, InvalidInputError, apply_layer
 
 __all__ = ["FactorOut", "Flatten", "Reshape", "Squeeze"]
 
@@ -109,14 +109,18 @@ class FactorOut(Bijection):
             )
         return x[:, : self.keep], x[:, self.keep :]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    @property
+    def takes_context(self) -> bool:  # type: ignore[override]
+        return self.inner.takes_context
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         kept, out = self._split(x)
-        z, ld = self.inner(kept)
+        z, ld = apply_layer(self.inner, kept, context)
         return torch.cat([z, out], dim=1), ld
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         kept, out = self._split(z)
-        x, ld = self.inner.inverse(kept)
+        x, ld = apply_layer(self.inner, kept, context, inverse=True)
         return torch.cat([x, out], dim=1), ld
 
     def extra_repr(self) -> str:

@@ -30,6 +30,7 @@ def glow_step(
     coupling: str = "affine",
     bins: int = 8,
     tail_bound: float = 3.0,
+    context_features: int = 0,
 ) -> Sequential:
     """One Glow step on ``(B, channels, H, W)``: ActNorm -> 1x1 conv -> coupling.
 
@@ -37,6 +38,7 @@ def glow_step(
     them through a ``GlowConvNet(hidden)`` (3x3, 1x1, zero-initialised 3x3 conv). It is
     affine (``coupling="affine"``, log-scale soft-clamped to ``clamp``) or a neural-spline
     coupling (``"spline"``: ``bins`` rational-quadratic bins on ``[-tail_bound, tail_bound]``).
+    ``context_features=K > 0`` makes the coupling conditional on a ``(B, K)`` context.
     """
     if channels < 2:
         raise ValueError(f"glow_step: need at least 2 channels to split, got {channels}")
@@ -46,9 +48,10 @@ def glow_step(
 
     mask = channel_mask(channels)
     if coupling == "spline":
-        last: Bijection = SplineCoupling(mask, net, bins=bins, tail_bound=tail_bound)
+        last: Bijection = SplineCoupling(mask, net, bins=bins, tail_bound=tail_bound,
+                                         context_features=context_features)
     elif coupling == "affine":
-        last = AffineCoupling(mask, net, clamp=clamp)
+        last = AffineCoupling(mask, net, clamp=clamp, context_features=context_features)
     else:
         raise ValueError(f"glow_step: coupling must be one of {COUPLINGS}, got {coupling!r}")
     return Sequential(ActNorm(channels), InvertibleConv1x1(channels), last)
@@ -73,6 +76,7 @@ def build_glow(
     coupling: str = "affine",
     bins: int = 8,
     tail_bound: float = 3.0,
+    context_features: int = 0,
 ) -> Flow:
     """Multi-scale Glow for images ``(B, C, H, W)`` with values in [0, 1].
 
@@ -82,7 +86,9 @@ def build_glow(
     by ``2**levels`` (28x28 MNIST: ``levels=2``, 28 -> 14 -> 7). ActNorm layers initialise
     from the first training batch (run one training-mode forward before wrapping in DDP).
     ``coupling="spline"`` swaps each affine coupling for a neural-spline one with ``bins``
-    bins on ``[-tail_bound, tail_bound]`` (a Glow-like NSF).
+    bins on ``[-tail_bound, tail_bound]`` (a Glow-like NSF). ``context_features=K > 0``
+    gives a conditional flow ``p(x | c)`` with ``c`` of shape ``(B, K)`` fed to every
+    coupling's net (``flow.log_prob(x, context=c)``, ``flow.sample(n, context=c)``).
     """
     name = "build_glow"
     c, h, w = image_shape(shape, name)
@@ -92,6 +98,8 @@ def build_glow(
     check_alpha(name, alpha)
     check_choice(name, "coupling", coupling, COUPLINGS)
     tail_bound = check_spline_model(name, bins, tail_bound)
-    step = {"hidden": hidden, "coupling": coupling, "bins": bins, "tail_bound": tail_bound}
+    context_features = check_int(name, "context_features", context_features, minimum=0)
+    step = {"hidden": hidden, "coupling": coupling, "bins": bins, "tail_bound": tail_bound,
+            "context_features": context_features}
     body = _glow_level(c, levels, depth, step)
     return Flow(Sequential(LogitTransform(alpha), body), StandardNormal((c, h, w)))

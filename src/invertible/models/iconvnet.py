@@ -32,6 +32,9 @@ from .registry import ModelError, check_bool, check_choice, check_int, check_rea
 __all__ = ["IConvNet", "build_iconvnet"]
 
 Downsample = Literal["checkerboard", "nn", "avgpool", "haar"]
+# Why a pure i-ConvNet cannot be conditional: its layers have no network to read a context.
+NO_CONDITIONER = ("the pure i-ConvNet has no conditioner network to take a context "
+                  "(context_features > 0); use hybrid=true, whose couplings read it")
 Linalg = Literal["complex", "real"]
 
 
@@ -50,6 +53,7 @@ class IConvNetConfig(TypedDict):
     logit_alpha: float | None
     linalg: Linalg
     coupling_hidden: int
+    context_features: int
 
 
 class _ConvOptions(TypedDict):
@@ -87,6 +91,8 @@ class IConvNet(Bijection):
     checkerboard when a scale has one channel); the pure design is ``hybrid=False``.
     ``actnorm=False`` uses the convolutions' own bias instead of ActNorm.
     ``logit_alpha=None`` drops the logit preprocessing (then the input is any real image).
+    ``context_features=K > 0`` (hybrid only: the couplings are the conditioners) makes it
+    conditional: ``forward(x, context=c)`` with ``c`` of shape ``(B, K)``.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class IConvNet(Bijection):
         logit_alpha: float | None = 0.05,
         linalg: Linalg = "complex",
         coupling_hidden: int = 32,
+        context_features: int = 0,
         strict: bool = False,
     ) -> None:
         super().__init__()
@@ -119,6 +126,8 @@ class IConvNet(Bijection):
             )
         if not 0 < keep < 1:
             raise ValueError(f"{name}: keep must be a fraction in (0, 1), got {keep}")
+        if context_features and not hybrid:
+            raise ValueError(f"{name}: {NO_CONDITIONER}")
         c, h, w = (int(s) for s in shape)
         factor = 2 ** (levels - 1 + int(stem))
         if h % factor or w % factor:
@@ -140,6 +149,7 @@ class IConvNet(Bijection):
             "logit_alpha": logit_alpha,
             "linalg": linalg,
             "coupling_hidden": coupling_hidden,
+            "context_features": context_features,
         }
         self._conv_kw: _ConvOptions = {"linalg": linalg, "strict": strict}
         parts: list[Bijection] = []
@@ -162,14 +172,15 @@ class IConvNet(Bijection):
         return [conv, ActNorm(c)] if cfg["actnorm"] else [conv]
 
     def _coupling(self, c: int, h: int, w: int, i: int) -> Bijection:
-        hidden = self.config["coupling_hidden"]
+        hidden, k = self.config["coupling_hidden"], self.config["context_features"]
 
         def net(n_in: int, n_out: int) -> ConvResNet:
             return ConvResNet(n_in, n_out, hidden, blocks=1)
 
         if c >= 2:
-            return AffineCoupling(channel_mask(c, flip=bool(i % 2)), net)
-        return AffineCoupling(checkerboard_mask(h, w, flip=bool(i % 2)), net)
+            return AffineCoupling(channel_mask(c, flip=bool(i % 2)), net, context_features=k)
+        return AffineCoupling(checkerboard_mask(h, w, flip=bool(i % 2)), net,
+                              context_features=k)
 
     def _scale(self, c: int, h: int, w: int, levels_left: int) -> Sequential:
         cfg = self.config
@@ -189,13 +200,17 @@ class IConvNet(Bijection):
             ]
         return Sequential(*layers)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x, [("B", *self.shape)])
-        return self.net(x)
+    @property
+    def takes_context(self) -> bool:  # type: ignore[override]
+        return self.net.takes_context
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(x, [("B", *self.shape)])
+        return self.net(x, context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(z, [("B", *self.shape)])
-        return self.net.inverse(z)
+        return self.net.inverse(z, context)
 
     # -- numerical health of the convolutions --------------------------------------------------
     def convolutions(self) -> list[CircularConv2d]:
@@ -253,6 +268,8 @@ def _check_options(
         check_real(name, "logit_alpha", kw["logit_alpha"], lambda v: 0 <= v < 0.5, "in [0, 0.5)")
     check_choice(name, "linalg", kw["linalg"], ("complex", "real"))
     check_int(name, "coupling_hidden", kw["coupling_hidden"])
+    if check_int(name, "context_features", kw["context_features"], minimum=0) and not hybrid:
+        raise ModelError(f"{name}: {NO_CONDITIONER}")
     halvings = levels - 1 + int(kw["stem"])
     if h % 2**halvings or w % 2**halvings:
         raise ModelError(

@@ -17,22 +17,27 @@ from .registry import ModelError, check_int, check_real
 __all__ = ["build_realnvp", "build_realnvp_2d", "check_alpha", "check_levels", "image_shape"]
 
 
-def build_realnvp_2d(dim: int = 2, depth: int = 8, hidden: int = 64, layers: int = 2) -> Flow:
+def build_realnvp_2d(
+    dim: int = 2, depth: int = 8, hidden: int = 64, layers: int = 2, context_features: int = 0
+) -> Flow:
     """Vector RealNVP on ``(B, dim)``: ``depth`` affine couplings with alternating masks.
 
     Each coupling's conditioner is an ``MLP`` with ``layers`` hidden layers of width
     ``hidden``; consecutive couplings swap the roles of even and odd coordinates. Base
     ``StandardNormal((dim,))``. The data is taken as is (standardise it beforehand).
+    ``context_features=K > 0``: conditional on a ``(B, K)`` context read by every MLP.
     """
     name = "build_realnvp_2d"
     check_int(name, "dim", dim, minimum=2)
     for key, value in (("depth", depth), ("hidden", hidden), ("layers", layers)):
         check_int(name, key, value)
+    context_features = check_int(name, "context_features", context_features, minimum=0)
 
     def net(i: int, o: int) -> MLP:
         return MLP(i, o, hidden=hidden, layers=layers)
 
-    steps = [AffineCoupling(alternating_mask(dim, flip=k % 2 == 1), net) for k in range(depth)]
+    steps = [AffineCoupling(alternating_mask(dim, flip=k % 2 == 1), net,
+                            context_features=context_features) for k in range(depth)]
     return Flow(Sequential(*steps), StandardNormal((dim,)))
 
 
@@ -61,14 +66,15 @@ def check_alpha(name: str, alpha: float) -> float:
 
 
 def _realnvp_scale(
-    c: int, h: int, w: int, levels_left: int, depth: int, hidden: int, blocks: int
+    c: int, h: int, w: int, levels_left: int, depth: int, hidden: int, blocks: int, k_ctx: int
 ) -> Bijection:
     def net(i: int, o: int) -> ConvResNet:
         return ConvResNet(i, o, hidden=hidden, blocks=blocks)
 
     def checkerboards(c: int, h: int, w: int) -> list[Bijection]:
         return [
-            AffineCoupling(checkerboard_mask(h, w, flip=k % 2 == 1), net, channels=c)
+            AffineCoupling(checkerboard_mask(h, w, flip=k % 2 == 1), net, channels=c,
+                           context_features=k_ctx)
             for k in range(depth)
         ]
 
@@ -77,8 +83,9 @@ def _realnvp_scale(
         return Sequential(*steps)
     c4, h2, w2 = 4 * c, h // 2, w // 2
     steps.append(Squeeze())
-    steps += [AffineCoupling(channel_mask(c4, flip=k % 2 == 1), net) for k in range(depth)]
-    inner = _realnvp_scale(c4 // 2, h2, w2, levels_left - 1, depth, hidden, blocks)
+    steps += [AffineCoupling(channel_mask(c4, flip=k % 2 == 1), net, context_features=k_ctx)
+              for k in range(depth)]
+    inner = _realnvp_scale(c4 // 2, h2, w2, levels_left - 1, depth, hidden, blocks, k_ctx)
     steps += [FactorOut(c4 // 2, inner), Inverse(Squeeze())]
     return Sequential(*steps)
 
@@ -90,6 +97,7 @@ def build_realnvp(
     hidden: int = 32,
     blocks: int = 1,
     alpha: float = 0.05,
+    context_features: int = 0,
 ) -> Flow:
     """Multi-scale RealNVP for images ``(B, C, H, W)`` with values in [0, 1].
 
@@ -98,7 +106,8 @@ def build_realnvp(
     rest goes on to the next level, and the last one ends with ``depth`` checkerboard
     couplings. Conditioners are ``ConvResNet(hidden, blocks)``. Latents keep the input's
     layout, base ``StandardNormal(shape)``. H and W must divide by ``2**levels``.
-    For 28x28 MNIST, ``levels=2`` (28 -> 14 -> 7).
+    For 28x28 MNIST, ``levels=2`` (28 -> 14 -> 7). ``context_features=K > 0`` gives a
+    conditional flow ``p(x | c)``, ``c`` of shape ``(B, K)`` fed to every coupling's net.
     """
     name = "build_realnvp"
     c, h, w = image_shape(shape, name)
@@ -107,10 +116,11 @@ def build_realnvp(
     check_int(name, "hidden", hidden)
     check_int(name, "blocks", blocks, minimum=0)
     check_alpha(name, alpha)
+    context_features = check_int(name, "context_features", context_features, minimum=0)
     if (h >> levels) * (w >> levels) < 2:
         raise ModelError(
             f"build_realnvp: after {levels} squeezes a {h}x{w} image is "
             f"{h >> levels}x{w >> levels}, too small for a checkerboard (use fewer levels)"
         )
-    body = _realnvp_scale(c, h, w, levels, depth, hidden, blocks)
+    body = _realnvp_scale(c, h, w, levels, depth, hidden, blocks, context_features)
     return Flow(Sequential(LogitTransform(alpha), body), StandardNormal((c, h, w)))

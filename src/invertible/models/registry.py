@@ -34,6 +34,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_real",
+    "conditional_models",
     "model_lrs",
     "model_names",
     "register_model",
@@ -82,6 +83,9 @@ class ModelSpec:
     says which data it accepts: ``"image"`` (``(C, H, W)`` in [0, 1]) and/or ``"vector"``
     (``(D,)``). ``shape_arg`` is how the data shape is passed: ``"shape"`` (the tuple) or
     ``"dim"`` (the vector length). ``defaults`` are options used when the caller gives none.
+    ``conditional``: the builder takes ``context_features=K`` and then returns a conditional
+    flow ``p(x | c)`` (its conditioner networks read a ``(B, K)`` context); models without
+    it have no conditioner to read one, and ``build_model`` refuses ``context_features``.
     """
 
     name: str
@@ -91,6 +95,7 @@ class ModelSpec:
     shape_arg: str = "shape"
     defaults: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None  # peak learning rate of `invertible train` when --lr is not given
+    conditional: bool = False
 
     def resolve(self) -> Callable[..., Flow]:
         if callable(self.builder):
@@ -137,6 +142,7 @@ for _spec in (
         "invertible.models.iconvnet:build_iconvnet",
         frozenset({"image"}),
         "i-ConvNet: invertible circular convolutions + SneakyReLU, multi-scale (default)",
+        conditional=True,  # with hybrid=true only: the builder refuses a context otherwise
     ),
     ModelSpec(
         "glow",
@@ -147,12 +153,14 @@ for _spec in (
         # MNIST, 5 min on one core each, side by side: 1.76 bits/dim at 2e-3 vs 1.90 at
         # 1e-3; see benchmarks/results/mnist_budget.md for the 30-minute runs.
         lr=2e-3,
+        conditional=True,
     ),
     ModelSpec(
         "realnvp",
         "invertible.models.realnvp:build_realnvp",
         frozenset({"image"}),
         "RealNVP: checkerboard/channel affine couplings, multi-scale",
+        conditional=True,
     ),
     ModelSpec(
         "maf",
@@ -161,6 +169,7 @@ for _spec in (
         "MAF: masked autoregressive flow for vector data",
         shape_arg="dim",
         defaults={"depth": 5, "hidden": 64},
+        conditional=True,
     ),
     ModelSpec(
         "nsf-coupling",
@@ -168,6 +177,7 @@ for _spec in (
         frozenset({"vector"}),
         "Neural Spline Flow: rational-quadratic spline couplings for vector data",
         shape_arg="dim",
+        conditional=True,
     ),
     ModelSpec(
         "nsf-ar",
@@ -175,6 +185,7 @@ for _spec in (
         frozenset({"vector"}),
         "Neural Spline Flow: autoregressive (MADE) rational-quadratic splines for vectors",
         shape_arg="dim",
+        conditional=True,
     ),
     ModelSpec(
         "elementwise",
@@ -188,6 +199,11 @@ for _spec in (
 
 def model_names() -> list[str]:
     return sorted(MODELS)
+
+
+def conditional_models() -> list[str]:
+    """The models that can be conditional (``context_features``; i-ConvNet: hybrid only)."""
+    return [name for name, spec in sorted(MODELS.items()) if spec.conditional]
 
 
 def model_lrs() -> dict[str, float]:
@@ -209,6 +225,8 @@ def build_model(name: str, data_shape: Sequence[int], **options: Any) -> Flow:
     ``options`` override the spec's defaults; options the builder does not take, unknown
     names and data the model cannot handle raise ``ModelError`` with a one-line message
     (values are checked by the builder itself; any other exception is a bug and propagates).
+    ``context_features=K > 0`` asks for a conditional flow; a model without a conditioner
+    network refuses it with ``ModelError``.
     """
     spec = MODELS.get(name)
     if spec is None:
@@ -221,10 +239,17 @@ def build_model(name: str, data_shape: Sequence[int], **options: Any) -> Flow:
             f"model '{name}' is for {other} data, not {kind} data of shape "
             f"{tuple(data_shape)} (use one of: {', '.join(fits)})"
         )
+    if options.get("context_features") and not spec.conditional:
+        raise ModelError(
+            f"model '{name}' has no conditioner network to take a context, so it cannot be "
+            f"conditional (use one of: {', '.join(conditional_models())})"
+        )
     builder = spec.resolve()
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     given = {k: v for k, v in options.items() if v is not None}
+    if not spec.conditional and not given.get("context_features", True):
+        del given["context_features"]  # 0: unconditional, which every model is
     for key in given:
         if not takes_any and key not in params:
             raise ModelError(f"model '{name}' has no option '{key}'")
@@ -236,6 +261,10 @@ def build_model(name: str, data_shape: Sequence[int], **options: Any) -> Flow:
     flow = builder(shape_value, **kwargs)
     if not isinstance(flow, Flow):
         raise ModelError(f"model '{name}' builder returned {type(flow).__name__}, not a Flow")
+    if bool(given.get("context_features")) != flow.conditional:
+        # A builder that dropped (or invented) the context would train the wrong model.
+        want = "a conditional" if given.get("context_features") else "an unconditional"
+        raise ModelError(f"model '{name}' builder did not return {want} flow")
     return flow
 
 

@@ -29,10 +29,13 @@ class TrainConfig:
     turns validation off (checkpoints are then written at the end only). ``sample_every``:
     None follows ``val_every``, 0 writes pictures at the end only. ``check_every``: how often
     the host reads the on-device finiteness flag of the steps (1: every step, exact skips).
+    ``conditional``: the density task models ``p(x | label)``, the one-hot class label being
+    the flow's context (the model is built with ``context_features`` = the class count).
     """
 
     task: str = "density"
     task_options: dict[str, Any] = field(default_factory=dict)
+    conditional: bool = False
     data: str = "digits"
     data_dir: str | None = None
     download: bool = False
@@ -95,6 +98,9 @@ class TrainConfig:
             raise ConfigError("lr_decay_on_nonfinite must lie in (0, 1]")
         if self.weight_decay < 0:
             raise ConfigError("--weight-decay must be >= 0")
+        if self.conditional and self.task != "density":
+            raise ConfigError(f"--conditional is for --task density (a flow of the data given "
+                              f"its class label), not --task {self.task}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,6 +16,7 @@ from .base import EVAL_SEED, SAMPLE_SEED, DataSpec, Objective, TaskError, fixed_
 from .classify import ClassifierObjective
 from .density import DensityObjective, round_trip_error
 from .flowgmm import FlowGMMObjective
+from .vae import VAEObjective
 
 __all__ = [
     "EVAL_SEED",
@@ -28,6 +29,7 @@ __all__ = [
     "Objective",
     "ObjectiveFactory",
     "TaskError",
+    "VAEObjective",
     "build_objective",
     "fixed_rng",
     "register_objective",
@@ -72,21 +74,35 @@ def _check_task_options(opts: dict[str, Any], allowed: set[str], what: str) -> N
                         f"(it takes {', '.join(sorted(allowed))})")
 
 
-def _flow_model(cfg: Any, data: DataSpec) -> Any:
-    """The run's flow from the model registry; the ladder classifier is not a flow."""
+def _flow_model(cfg: Any, data: DataSpec, context_features: int = 0) -> Any:
+    """The run's flow from the model registry; the ladder classifier is not a flow.
+
+    ``context_features > 0`` builds a conditional flow (``--conditional``).
+    """
     from ...models.registry import build_model
 
     if cfg.model == "convnet":
         raise TaskError(f"model 'convnet' is the ladder classifier, for --task classify, not "
                         f"--task {cfg.task}")
-    return build_model(cfg.model or "", data.shape, **cfg.model_options)
+    if "context_features" in cfg.model_options:
+        raise TaskError("context_features is not a --model-option: train --conditional sets "
+                        "it to the number of classes")
+    extra = {"context_features": context_features} if context_features else {}
+    return build_model(cfg.model or "", data.shape, **cfg.model_options, **extra)
 
 
 def _density(cfg: Any, data: DataSpec) -> Objective:
     if cfg.task_options:
         raise TaskError(f"the density task has no option {', '.join(sorted(cfg.task_options))}"
                         " (--code-size is for --task autoencoder)")
-    return DensityObjective(_flow_model(cfg, data), data, cfg.dequant)
+    if not getattr(cfg, "conditional", False):
+        return DensityObjective(_flow_model(cfg, data), data, cfg.dequant)
+    if not data.n_classes or data.n_classes < 2:
+        raise TaskError("--conditional needs labelled data with at least 2 classes; this "
+                        "dataset has no class labels")
+    # p(x | y): the one-hot label is the context of every conditioner network.
+    flow = _flow_model(cfg, data, context_features=data.n_classes)
+    return DensityObjective(flow, data, cfg.dequant, conditional=True)
 
 
 def _classify(cfg: Any, data: DataSpec) -> Objective:
@@ -142,6 +158,34 @@ def _autoencoder(cfg: Any, data: DataSpec) -> Objective:
     return AutoencoderObjective(ae, data, cfg.dequant, **opts)
 
 
+def _vae(cfg: Any, data: DataSpec) -> Objective:
+    """The Flow-VAE (``--model vae``): model options size it and pick the posterior."""
+    from ...models.vae import VAE
+
+    if cfg.model not in (None, "", "vae"):
+        raise TaskError(f"the vae task trains its own model (--model vae), not "
+                        f"'{cfg.model}'")
+    if data.kind != "image" or data.n_bins is None:
+        raise TaskError("the vae task needs image data")
+    opts = dict(cfg.task_options)
+    _check_task_options(opts, {"kl_warmup", "free_bits", "iwae_k"}, "the vae task")
+    model_opts = dict(cfg.model_options)
+    allowed = {"latent", "hidden", "width", "posterior", "steps", "flow_hidden", "likelihood"}
+    unknown = sorted(set(model_opts) - allowed)
+    if unknown:
+        raise TaskError(f"the VAE has no model option {', '.join(unknown)} (it takes "
+                        f"{', '.join(sorted(allowed))})")
+    iwae_k = opts.pop("iwae_k", 1000)
+    if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 1:
+        raise TaskError(f"task option iwae_k must be an integer >= 1, got {iwae_k!r}")
+    try:
+        vae = VAE(data.shape, n_bins=data.n_bins, **model_opts)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise TaskError(str(err)) from None
+    return VAEObjective(vae, data, iwae_k=iwae_k, **opts)
+
+
 register_objective("density", _density)
 register_objective("autoencoder", _autoencoder)
 register_objective("classify", _classify)
+register_objective("vae", _vae)

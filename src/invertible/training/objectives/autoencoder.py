@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ...core import Sequential
 from ...layers.dequantization import make_dequantizer
-from ...models.autoencoder import InvertibleAutoencoder, PCAHead
+from ...models.autoencoder import Fill, InvertibleAutoencoder, PCAHead
 from ..plots import save_image_grid
 from .base import SAMPLE_SEED, DataSpec, Objective, TaskError, fixed_rng, seeded_samples
 
@@ -88,6 +88,17 @@ class AutoencoderObjective(Objective):
     @property
     def code_size(self) -> int:
         return self.ae.code_size
+
+    @torch.no_grad()
+    def encode_codes(self, levels: Tensor, k: int) -> Tensor:
+        """Levels ``(B, C, H, W)`` -> the first ``k`` ordered latent coordinates ``(B, k)``."""
+        return self.ae.encode(self.center(levels), k)
+
+    @torch.no_grad()
+    def decode_codes(self, codes: Tensor, fill: Fill = "zeros",
+                     temperature: float = 1.0) -> Tensor:
+        """Codes ``(N, k)`` -> images in [0, 1]; the dropped coordinates get ``fill``."""
+        return self.ae.decode(codes, fill, temperature)
 
     def metric_names(self) -> list[str]:
         return ["loss", "mse", "code_mse", "tail", "bpd"]
