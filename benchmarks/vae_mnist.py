@@ -14,7 +14,9 @@ test images the NLL estimate -IWAE with `--iwae-k` samples; the posteriors are c
 the same images and samples (paired differences with a 95% interval). A last run models
 the grey levels with a discretized logistic likelihood (bits/dim). Every run is merged into
 benchmarks/results/vae_mnist.json by name, and vae_mnist.md is written from it, so a
-subset can be rerun with `--runs`.
+subset can be rerun with `--runs`. `--seed S` (S > 0) stores the runs as NAME@seedS; the
+table then adds the paired differences of those seeds (initialisation and batch order
+change; the test images and the evaluation seed do not).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def train(name: str, args: argparse.Namespace, env: dict[str, str]) -> tuple[lis
            "--max-time", str(args.budget), "--model-option", f"posterior={posterior}",
            "--model-option", f"likelihood={likelihood}", "--model-option",
            f"latent={args.latent}", "--task-option", f"kl_warmup={args.kl_warmup}",
-           "--seed", str(args.seed), "--out", str(args.runs_dir / name), "--force",
+           "--seed", str(args.seed), "--out", str(args.runs_dir / key(name, args.seed)), "--force",
            "--no-progress"]
     if args.data_dir is not None:
         cmd += ["--data-dir", str(args.data_dir)]
@@ -63,11 +65,16 @@ def train(name: str, args: argparse.Namespace, env: dict[str, str]) -> tuple[lis
     return cmd, time.time() - t0
 
 
+def key(name: str, seed: int) -> str:
+    """The run's name in the results and the runs folder: NAME, or NAME@seedS."""
+    return name if seed == 0 else f"{name}@seed{seed}"
+
+
 def evaluate(name: str, args: argparse.Namespace) -> dict[str, object]:
     from invertible.training import load_split, open_run
     from invertible.training.objectives.vae import active_units
 
-    run = open_run(args.runs_dir / name)
+    run = open_run(args.runs_dir / key(name, args.seed))
     obj = run.objective
     test = load_split(run.config, "test", None if args.data_dir is None else str(args.data_dir))
     t0 = time.time()
@@ -78,12 +85,12 @@ def evaluate(name: str, args: argparse.Namespace) -> dict[str, object]:
     per_image = obj.iwae_nll(subset, args.iwae_k, 64)  # type: ignore[operator]
     nll, nll_std = float(per_image.mean()), float(per_image.std())
     eval_s = time.time() - t0
-    metrics = [json.loads(line) for line in (args.runs_dir / name / "metrics.jsonl")
+    metrics = [json.loads(line) for line in (args.runs_dir / key(name, args.seed) / "metrics.jsonl")
                .read_text().splitlines()]
     rates = sorted(m["images_per_s"] for m in metrics if m.get("images_per_s"))
     dims = math.prod(test.shape)
     out: dict[str, object] = {
-        "posterior": RUNS[name][0], "likelihood": RUNS[name][1],
+        "posterior": RUNS[name][0], "likelihood": RUNS[name][1], "seed": args.seed,
         "steps": run.meta.get("step"), "params": sum(p.numel() for p in obj.parameters()),
         "images_per_s": rates[len(rates) // 2] if rates else None,
         "test_nelbo": figures["nelbo"], "test_nelbo_ci95": ci95(figures["nelbo_std"],
@@ -141,6 +148,23 @@ def write_table(results: dict[str, dict[str, object]], settings: dict[str, objec
             f"{r['date']} |")
     lines += ["", f"Literature, same source: Sylvester flows {LITERATURE['sylvester']} nats.",
               ""]
+    seeds = sorted({int(k.split("@seed")[1]) for k in results if "@seed" in k})
+    if seeds:
+        lines += ["### Other seeds: NLL (-IWAE) against the diagonal posterior of the same seed",
+                  "", "| seed | posterior | steps | -ELBO | NLL | vs diagonal |",
+                  "|---|---|---|---|---|---|"]
+        for seed in [0, *seeds]:
+            base_s = results.get(key("diagonal", seed))
+            for name in ("diagonal", "planar", "iaf", "coupling"):
+                r = results.get(key(name, seed))
+                if r is None or base_s is None:
+                    continue
+                d = np.array(r["nll_per_image"]) - np.array(base_s["nll_per_image"])
+                diff = ("-" if name == "diagonal" else
+                        f"{d.mean():+.2f} ± {ci95(float(d.std(ddof=1)), len(d)):.2f}")
+                lines.append(f"| {seed} | {name} | {r['steps']} | {r['test_nelbo']:.2f} | "
+                             f"{r['nll']:.2f} | {diff} |")
+        lines.append("")
     grey = results.get("grey-iaf")
     if grey is not None:
         lines += [
@@ -189,7 +213,7 @@ def main() -> None:
         r.update({"budget_s": args.budget, "train_wall_s": round(wall, 1),
                   "command": " ".join(cmd[1:]).replace(str(args.data_dir), "DATA"),
                   "machine": machine(), "date": time.strftime("%Y-%m-%d")})
-        results[name] = r
+        results[key(name, args.seed)] = r
         print(json.dumps({k: v for k, v in r.items() if k != "nll_per_image"}), flush=True)
         args.results.write_text(json.dumps(results, indent=1))
     if args.results == RESULTS / "vae_mnist.json":

@@ -66,6 +66,11 @@ class VAEObjective(Objective):
         # Counts training batches for the warm-up; a buffer, so that it resumes.
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
 
+    @torch.no_grad()
+    def init_from_data(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Nothing to initialise from data (no ActNorm); skipping the pass also keeps the
+        warm-up's step count exact."""
+
     @property
     def logistic(self) -> bool:
         return self.vae.likelihood.name == "logistic"
