@@ -9,6 +9,7 @@ model through the generic checks; this file covers the ``Flow`` API, training an
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.datasets import make_moons
 
-from invertible import Flow, InvalidInputError, build_glow, build_maf
+from invertible import (
+    ConditionalDiagonalGaussian,
+    Flow,
+    InvalidInputError,
+    build_glow,
+    build_maf,
+)
 from invertible.cli.main import main
 from invertible.training.objectives import DataSpec, DensityObjective
 from one_line_errors import assert_one_line_errors
@@ -94,8 +101,8 @@ def test_round_trip_is_exact_given_the_context(name):
     torch.testing.assert_close(ld_inv, -ld, rtol=1e-10, atol=1e-10)
     assert ((wrong - x).flatten(1).norm(dim=1) > 1e-4).any(), "the inverse ignores the context"
     # log_prob is the change of variables with that context.
-    expected = flow.base.log_prob(z) + ld
-    torch.testing.assert_close(flow.log_prob(x, context=c), expected, rtol=1e-12, atol=1e-12)
+    base = flow.base.log_prob(z, context=c) if flow.base.takes_context else flow.base.log_prob(z)
+    torch.testing.assert_close(flow.log_prob(x, context=c), base + ld, rtol=1e-12, atol=1e-12)
 
 
 def test_condition_is_a_torch_distribution_with_a_batch_of_contexts():
@@ -122,6 +129,29 @@ def test_condition_is_a_torch_distribution_with_a_batch_of_contexts():
         build_maf(4, depth=1, hidden=8).condition(c)
     with pytest.raises(InvalidInputError, match="expected shape"):
         d.log_prob(x[:, :3])
+
+
+def test_glow_class_prior_is_a_conditional_gaussian_base():
+    flow = _ready(_glow)
+    assert isinstance(flow.base, ConditionalDiagonalGaussian) and flow.conditional
+    c = _one_hot([0, 1, 2, 1])
+    x = _data(flow, 4)
+    z, ld = flow.bijection(x, context=c)
+    loc, log_scale = flow.base.loc_log_scale(c)
+    want = torch.distributions.Normal(loc, log_scale.exp()).log_prob(z).flatten(1).sum(1) + ld
+    torch.testing.assert_close(flow.log_prob(x, context=c), want)
+    assert not torch.equal(loc[0], loc[1]) and torch.equal(loc[1], loc[3])
+    # Zero-initialised: a fresh prior is N(0, I) whatever the class.
+    fresh = ConditionalDiagonalGaussian((2, 3), 3)
+    torch.testing.assert_close(fresh.log_prob(torch.zeros(2, 2, 3), context=_one_hot([0, 2]).float()),
+                               torch.full((2,), -3 * math.log(2 * math.pi)))
+    torch.manual_seed(0)
+    assert fresh.sample(2, 0.5, _one_hot([0, 2]).float()).std() < 1.0
+    plain = build_glow((1, 4, 4), levels=2, depth=1, hidden=8, context_features=K,
+                       class_prior=False)
+    assert type(plain.base).__name__ == "StandardNormal" and plain.conditional
+    with pytest.raises(InvalidInputError, match="this base is conditional"):
+        fresh.log_prob(torch.zeros(2, 2, 3))
 
 
 def test_flow_refuses_bad_contexts_in_one_line():

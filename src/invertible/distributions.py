@@ -16,6 +16,7 @@ from .core import Bijection, InvalidInputError, apply_layer, describe_shape, sum
 
 __all__ = [
     "ClassGaussianMixture",
+    "ConditionalDiagonalGaussian",
     "ConditionedFlow",
     "DiagonalGaussian",
     "Distribution",
@@ -35,6 +36,8 @@ class Distribution(nn.Module):
     """
 
     _anchor: Tensor
+    #: Whether ``log_prob``/``sample`` take ``context=`` (a conditional base, ``p(z | c)``).
+    takes_context: bool = False
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -94,6 +97,65 @@ class DiagonalGaussian(Distribution):
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         eps = torch.randn(self._noise_shape(n), device=self.loc.device, dtype=self.loc.dtype)
         return self.loc + temperature * torch.exp(self.log_scale) * eps
+
+
+class ConditionalDiagonalGaussian(Distribution):
+    """``N(mu(c), diag(sigma(c)^2))`` whose mean and log-scale are a linear map of a
+    ``(B, context_features)`` context: Glow's class-conditional prior, with ``c`` a one-hot
+    label. The map starts at zero, so the base starts as ``N(0, I)`` for every ``c``.
+
+    ``log_prob(z, context)``: ``(B, *event_shape), (B, K) -> (B,)``;
+    ``sample(n, temperature, context)`` with ``context`` ``(n, K)`` scales ``sigma`` by
+    ``temperature``.
+    """
+
+    takes_context = True
+
+    def __init__(self, event_shape: Sequence[int], context_features: int) -> None:
+        super().__init__(event_shape)
+        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
+                context_features < 1):
+            raise ValueError(f"ConditionalDiagonalGaussian: context_features must be an int "
+                             f">= 1, got {context_features!r}")
+        self.context_features = context_features
+        self.net = nn.Linear(context_features, 2 * self.event_shape.numel())
+        nn.init.zeros_(self.net.weight)
+        nn.init.zeros_(self.net.bias)
+
+    def loc_log_scale(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, K) -> (B, *event_shape)`` twice: the mean and the log standard deviation."""
+        if context.dim() != 2 or context.shape[1] != self.context_features:
+            raise InvalidInputError(f"ConditionalDiagonalGaussian: expected context of shape "
+                                    f"(B, {self.context_features}), got "
+                                    f"{describe_shape(tuple(context.shape))}")
+        loc, log_scale = self.net(context.to(self.net.weight.dtype)).chunk(2, dim=1)
+        shape = (context.shape[0], *self.event_shape)
+        return loc.reshape(shape), log_scale.reshape(shape)
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_event(z)
+        loc, log_scale = self.loc_log_scale(self._needs(context))
+        u = (z - loc) * torch.exp(-log_scale)
+        return (-0.5 * sum_except_batch(u**2) - sum_except_batch(log_scale)
+                - 0.5 * self.event_shape.numel() * _LOG_2PI)
+
+    def sample(self, n: int, temperature: float = 1.0,
+               context: Tensor | None = None) -> Tensor:
+        loc, log_scale = self.loc_log_scale(self._needs(context))
+        if loc.shape[0] != n:
+            raise InvalidInputError(f"ConditionalDiagonalGaussian: {loc.shape[0]} context rows "
+                                    f"for {n} samples")
+        eps = torch.randn(self._noise_shape(n), device=loc.device, dtype=loc.dtype)
+        return loc + temperature * torch.exp(log_scale) * eps
+
+    def _needs(self, context: Tensor | None) -> Tensor:
+        if context is None:
+            raise InvalidInputError("ConditionalDiagonalGaussian: this base is conditional; "
+                                    f"pass context of shape (B, {self.context_features})")
+        return context
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}, context_features={self.context_features}"
 
 
 class StandardLogistic(Distribution):
@@ -237,8 +299,17 @@ class Flow(nn.Module, TorchDistribution):
 
     @property
     def conditional(self) -> bool:
-        """Whether the flow models ``p(x | context)``."""
-        return self.bijection.takes_context
+        """Whether the flow models ``p(x | context)`` (its bijection or base reads one)."""
+        return self.bijection.takes_context or self.base.takes_context
+
+    def _base_log_prob(self, z: Tensor, context: Tensor | None) -> Tensor:
+        return self.base.log_prob(z, context) if self.base.takes_context else (  # type: ignore[call-arg]
+            self.base.log_prob(z))
+
+    def _base_sample(self, n: int, temperature: float, context: Tensor | None) -> Tensor:
+        if self.base.takes_context:
+            return self.base.sample(n, temperature, context)  # type: ignore[call-arg]
+        return self.base.sample(n, temperature)
 
     def _context(self, context: Tensor | None, n: int) -> Tensor | None:
         """``(K,)`` or ``(n, K)`` -> ``(n, K)``; None stays None on an unconditional flow."""
@@ -302,7 +373,7 @@ class Flow(nn.Module, TorchDistribution):
             # Under autocast a layer can hand back a half-precision latent; its density is a
             # sum of thousands of squares, which needs float32.
             z = z.float()
-        return self.base.log_prob(z) + logabsdet
+        return self._base_log_prob(z, context) + logabsdet
 
     def rsample(
         self,
@@ -316,7 +387,7 @@ class Flow(nn.Module, TorchDistribution):
         """
         shape = _as_sample_shape(sample_shape)
         c = self._context(context, shape.numel())
-        z = self.base.sample(shape.numel(), temperature)
+        z = self._base_sample(shape.numel(), temperature, c)
         x, _ = apply_layer(self.bijection, z, c, inverse=True)
         return x.reshape(*shape, *x.shape[1:])
 
@@ -342,8 +413,8 @@ class Flow(nn.Module, TorchDistribution):
         """
         shape = _as_sample_shape(n)
         c = self._context(context, shape.numel())
-        z = self.base.sample(shape.numel())
-        log_pz = self.base.log_prob(z)
+        z = self._base_sample(shape.numel(), 1.0, c)
+        log_pz = self._base_log_prob(z, c)
         x, inv_logabsdet = apply_layer(self.bijection, z, c, inverse=True)
         return x.reshape(*shape, *x.shape[1:]), (log_pz - inv_logabsdet).reshape(shape)
 

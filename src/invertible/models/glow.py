@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core import Bijection, Inverse, Sequential
-from ..distributions import Flow, StandardNormal
+from ..distributions import ConditionalDiagonalGaussian, Distribution, Flow, StandardNormal
 from ..layers.coupling import AffineCoupling, SplineCoupling
 from ..layers.elementwise import LogitTransform
 from ..layers.masks import channel_mask
@@ -16,7 +16,7 @@ from ..layers.reshape import FactorOut, Squeeze
 from ..nets import GlowConvNet
 from .nsf import check_spline_model
 from .realnvp import check_alpha, check_levels, image_shape
-from .registry import check_choice, check_int
+from .registry import check_bool, check_choice, check_int
 
 COUPLINGS = ("affine", "spline")
 
@@ -77,6 +77,7 @@ def build_glow(
     bins: int = 8,
     tail_bound: float = 3.0,
     context_features: int = 0,
+    class_prior: bool = True,
 ) -> Flow:
     """Multi-scale Glow for images ``(B, C, H, W)`` with values in [0, 1].
 
@@ -88,7 +89,11 @@ def build_glow(
     ``coupling="spline"`` swaps each affine coupling for a neural-spline one with ``bins``
     bins on ``[-tail_bound, tail_bound]`` (a Glow-like NSF). ``context_features=K > 0``
     gives a conditional flow ``p(x | c)`` with ``c`` of shape ``(B, K)`` fed to every
-    coupling's net (``flow.log_prob(x, context=c)``, ``flow.sample(n, context=c)``).
+    coupling's net (``flow.log_prob(x, context=c)``, ``flow.sample(n, context=c)``), and,
+    with ``class_prior`` (Glow's class-conditional prior), to the base too: a
+    ``ConditionalDiagonalGaussian`` whose mean and scale are a linear map of ``c``. The
+    couplings' nets learn to use the context slowly (their output layers start at zero); the
+    prior moves every latent of a class at once.
     """
     name = "build_glow"
     c, h, w = image_shape(shape, name)
@@ -99,7 +104,10 @@ def build_glow(
     check_choice(name, "coupling", coupling, COUPLINGS)
     tail_bound = check_spline_model(name, bins, tail_bound)
     context_features = check_int(name, "context_features", context_features, minimum=0)
+    check_bool(name, "class_prior", class_prior)
     step = {"hidden": hidden, "coupling": coupling, "bins": bins, "tail_bound": tail_bound,
             "context_features": context_features}
     body = _glow_level(c, levels, depth, step)
-    return Flow(Sequential(LogitTransform(alpha), body), StandardNormal((c, h, w)))
+    base: Distribution = (ConditionalDiagonalGaussian((c, h, w), context_features)
+                          if context_features and class_prior else StandardNormal((c, h, w)))
+    return Flow(Sequential(LogitTransform(alpha), body), base)
