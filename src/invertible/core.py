@@ -25,6 +25,7 @@ __all__ = [
     "Sequential",
     "apply_layer",
     "check_context",
+    "check_context_features",
     "describe_shape",
     "sum_except_batch",
 ]
@@ -171,6 +172,14 @@ def apply_layer(
         # The base signature has no context (plain layers keep theirs); these layers add it.
         return cast(Any, step)(x, context=context)
     return step(x)
+
+
+def check_context_features(owner: str, value: object, minimum: int = 0) -> int:
+    """A constructor's ``context_features``: an int >= ``minimum``, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}: context_features must be an int >= {minimum}, got "
+                         f"{value!r}")
+    return value
 
 
 def check_context(

@@ -12,7 +12,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution as TorchDistribution
 from torch.distributions import constraints
 
-from .core import Bijection, InvalidInputError, apply_layer, describe_shape, sum_except_batch
+from .core import (
+    Bijection,
+    InvalidInputError,
+    apply_layer,
+    check_context_features,
+    describe_shape,
+    sum_except_batch,
+)
 
 __all__ = [
     "ClassGaussianMixture",
@@ -113,11 +120,8 @@ class ConditionalDiagonalGaussian(Distribution):
 
     def __init__(self, event_shape: Sequence[int], context_features: int) -> None:
         super().__init__(event_shape)
-        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
-                context_features < 1):
-            raise ValueError(f"ConditionalDiagonalGaussian: context_features must be an int "
-                             f">= 1, got {context_features!r}")
-        self.context_features = context_features
+        self.context_features = check_context_features("ConditionalDiagonalGaussian",
+                                                       context_features, minimum=1)
         self.net = nn.Linear(context_features, 2 * self.event_shape.numel())
         nn.init.zeros_(self.net.weight)
         nn.init.zeros_(self.net.bias)

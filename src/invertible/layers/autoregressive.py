@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Bijection, check_context, sum_except_batch
+from ..core import Bijection, check_context, check_context_features, sum_except_batch
 from ._functional import soft_clamp
 from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
@@ -65,11 +65,7 @@ class MADE(nn.Module):
         context_features: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
-            context_features < 0
-        ):
-            raise ValueError(f"MADE: context_features must be an int >= 0, got "
-                             f"{context_features!r}")
+        check_context_features("MADE", context_features)
         if features < 2:
             raise ValueError(
                 f"MADE: features must be >= 2 (a 1-D autoregressive map has no inputs), "

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..core import Bijection, check_context, sum_except_batch
+from ..core import Bijection, check_context, check_context_features, sum_except_batch
 from ._functional import soft_clamp
 from .splines import check_spline_options, rational_quadratic_spline, spline_params
 
@@ -90,12 +90,7 @@ class _Coupling(Bijection):
         name = type(self).__name__
         m = _as_mask(mask, name)
         k = self.params_per_entry
-        if isinstance(context_features, bool) or not isinstance(context_features, int) or (
-            context_features < 0
-        ):
-            raise ValueError(f"{name}: context_features must be an int >= 0, got "
-                             f"{context_features!r}")
-        self.context_features = context_features
+        self.context_features = check_context_features(name, context_features)
         self.takes_context = context_features > 0
         self.register_buffer("mask", m)
         if m.dim() == 1:
