@@ -21,6 +21,9 @@ MODELS = {
     "glow": ["--model", "glow", "--model-option", "levels=1", "--model-option", "depth=2",
              "--model-option", "hidden=16"],
     "iconvnet": ["--model", "iconvnet"],
+    # DP-SGD: Poisson batches by step and the noise from the checkpointed RNG.
+    "glow-dp": ["--model", "glow", "--model-option", "levels=1", "--model-option", "depth=2",
+                "--model-option", "hidden=16", "--dp-epsilon", "8"],
 }
 # 40 steps an epoch on the digits at batch 32: checkpoints at 15, 30, 45 ... fall mid-epoch.
 COMMON = ["--steps", "100", "--batch-size", "32", "--warmup", "5", "--ema", "0.9",
@@ -60,7 +63,8 @@ def _kill_after_checkpoint(run, argv, sig, min_step=30) -> int:
 
 @pytest.mark.parametrize(("model", "sig"), [("glow", signal.SIGKILL),
                                             ("iconvnet", signal.SIGINT),
-                                            ("glow", signal.SIGTERM)])
+                                            ("glow", signal.SIGTERM),
+                                            ("glow-dp", signal.SIGKILL)])
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, model, sig):
     argv = [*MODELS[model], *COMMON]
     full, split = tmp_path / "full", tmp_path / "split"

@@ -4,12 +4,13 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 ``inverse(z) -> (x, logabsdet)``, with ``logabsdet`` of shape ``(batch,)``.
 """
 
-from . import core, distributions, layers, models, nets, training
+from . import core, distributions, layers, models, nets, privacy, training
 from .core import *
 from .distributions import *
 from .layers import *
 from .models import *
 from .nets import *
+from .privacy import *
 from .training import *
 
 __version__ = "0.1.0"
@@ -21,5 +22,6 @@ __all__ = [  # noqa: PLE0604
     *layers.__all__,
     *models.__all__,
     *nets.__all__,
+    *privacy.__all__,
     *training.__all__,
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "check_context_features",
     "describe_shape",
     "sum_except_batch",
+    "value_checks_active",
 ]
 
 
@@ -172,6 +173,16 @@ def apply_layer(
         # The base signature has no context (plain layers keep theirs); these layers add it.
         return cast(Any, step)(x, context=context)
     return step(x)
+
+
+def value_checks_active() -> bool:
+    """Whether checks that read tensor values on the host (ranges, finiteness) can run.
+
+    False inside ``torch.func`` transforms (the per-sample gradients of DP training), where a
+    value cannot leave the device; whoever transforms a model validates the whole batch
+    before (``invertible.privacy`` does). Shape and dtype checks run either way.
+    """
+    return not torch._C._are_functorch_transforms_active()
 
 
 def check_context_features(owner: str, value: object, minimum: int = 0) -> int:

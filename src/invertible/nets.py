@@ -77,9 +77,10 @@ def _conv_layout(net: nn.Module, x: Tensor) -> Tensor:
     oneDNN's CPU convolutions work natively in NHWC; fed NCHW they reorder every input,
     weight and gradient. On this project's 2-core CPU at one thread, a Glow training step on
     MNIST (batch 64) took 0.74-0.82x the time, side by side. Elsewhere the layout is left
-    alone.
+    alone, and so it is under ``torch.func`` transforms (per-sample gradients), which cannot
+    change a layout.
     """
-    if x.device.type != "cpu" or x.dim() != 4:
+    if x.device.type != "cpu" or x.dim() != 4 or torch._C._are_functorch_transforms_active():
         return net(x)
     return net(x.contiguous(memory_format=torch.channels_last)).contiguous()
 

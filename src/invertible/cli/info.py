@@ -47,6 +47,16 @@ def run(args: argparse.Namespace) -> int:
     say(f"training: {budget}; batch {cfg.batch_size} x {r.meta.get('world_size', 1)} "
         f"process(es); lr {cfg.lr:g} {cfg.schedule}, warm-up {cfg.warmup}; seed {cfg.seed}"
         + (f"; EMA {cfg.ema}" if cfg.ema else ""))
+    pv = r.meta.get("privacy")
+    if pv:
+        say(f"privacy: DP-SGD, ({pv['epsilon_spent']:.3g}, {pv['delta']:g})-DP at this "
+            f"checkpoint (target epsilon {pv['epsilon_target']:g}; noise multiplier "
+            f"{pv['noise_multiplier']:.4g}, sample rate {pv['sample_rate']:.4g}, clip "
+            f"{pv['max_grad_norm']:g}, {pv['steps']} of {pv['steps_planned']} steps, "
+            f"{pv['accountant']} accountant)")
+    else:
+        say("privacy: none (not trained with --dp-epsilon; the weights are the key to its "
+            "codes)")
     t = r.meta.get("trainer", {})
     say(f"checkpoint: {args.checkpoint}, step {t.get('step')}, epoch {t.get('epoch')}, "
         f"{t.get('elapsed', 0):.0f} s trained" + (", EMA weights" if r.used_ema else ""))

@@ -12,11 +12,22 @@ from .common import Parser, UsageError
 __all__ = ["build_parser", "main"]
 
 _COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "reduce",
-             "reconstruct", "invert", "info")
+             "reconstruct", "invert", "privacy-report", "info")
 
 
 def build_parser() -> Parser:
-    from . import codec, evaluate, info, interpolate, invert, reconstruct, reduce, sample, train
+    from . import (
+        codec,
+        evaluate,
+        info,
+        interpolate,
+        invert,
+        privacy_report,
+        reconstruct,
+        reduce,
+        sample,
+        train,
+    )
 
     parser = Parser(
         prog="invertible",
@@ -36,6 +47,7 @@ def build_parser() -> Parser:
     reduce.add_parser(sub)
     reconstruct.add_parser(sub)
     invert.add_parser(sub)
+    privacy_report.add_parser(sub)
     info.add_parser(sub)
     return parser
 

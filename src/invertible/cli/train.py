@@ -121,6 +121,21 @@ def add_parser(sub: Any) -> None:
                    help="bfloat16 autocast (CPU or CUDA); FFT convolutions stay float32")
     o.add_argument("--seed", type=int, default=None)
     o.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    dp = p.add_argument_group(
+        "differential privacy (DP-SGD by opacus; needs the [privacy] extra)",
+        "Per-sample gradients are clipped to --dp-max-grad-norm and Gaussian noise is added, "
+        "calibrated so that the whole step budget spends --dp-epsilon at --dp-delta; batches "
+        "are Poisson samples of expected size --batch-size. Density task, one process.")
+    dp.add_argument("--dp-epsilon", type=positive_float, default=None, metavar="E",
+                    help="train with DP-SGD to this epsilon (needs --epochs or --steps)")
+    dp.add_argument("--dp-delta", type=positive_float, default=None, metavar="D",
+                    help="delta of the guarantee (default 1e-5; keep it below 1/N)")
+    dp.add_argument("--dp-max-grad-norm", type=positive_float, default=None, metavar="C",
+                    help="per-sample gradient clipping bound (default 1.0)")
+    dp.add_argument("--dp-accountant", choices=["rdp", "prv"], default=None,
+                    help="opacus accountant for calibration and the spent epsilon (default rdp)")
+    dp.add_argument("--dp-chunk", type=positive_int, default=None, metavar="N",
+                    help="examples per vectorised per-sample-gradient pass (memory; default 64)")
     r = p.add_argument_group("outputs")
     r.add_argument("--out", default=None,
                    help="run folder (default runs/DATA-MODEL-TIME); must be new or empty")
@@ -168,6 +183,10 @@ def _fresh_config(args: argparse.Namespace) -> TrainConfig:
         if key in cfg.task_options:
             raise UsageError(f"task option '{key}' is given twice")
         cfg.task_options[key] = value
+    dp_given = [k for k in ("dp_delta", "dp_max_grad_norm", "dp_accountant", "dp_chunk")
+                if k in given]
+    if dp_given and cfg.dp_epsilon is None:
+        raise UsageError(f"--{dp_given[0].replace('_', '-')} needs --dp-epsilon (DP training)")
     if cfg.epochs is None and cfg.steps is None and cfg.max_time is None:
         cfg.epochs = DEFAULT_EPOCHS.get(cfg.data, 20)
         cfg.max_time = DEFAULT_MAX_TIME.get(cfg.data)
@@ -187,6 +206,10 @@ def _resumed_config(
     if fixed:
         names = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise UsageError(f"{names} cannot change when resuming (they define the run)")
+    budget = [k for k in ("epochs", "steps") if k in given and given[k] != getattr(cfg, k)]
+    if cfg.dp_epsilon is not None and budget:
+        raise UsageError(f"--{budget[0]} cannot change when resuming a DP run: its noise was "
+                         "calibrated to the step budget it started with")
     for k, v in given.items():
         setattr(cfg, k, v)
     return paths, cfg, data
@@ -288,6 +311,12 @@ def run(args: argparse.Namespace) -> int:
                           dist_info=dist_info, device=device,
                           resume=tuple(state) if state else None,  # type: ignore[arg-type]
                           progress=None if not args.no_progress else False)
+        if trainer.dp is not None and dist_info.is_main:
+            b = trainer.dp.budget
+            say(f"DP-SGD: noise multiplier {b.noise_multiplier:.4g}, sample rate "
+                f"{b.sample_rate:.4g}, clip {b.max_grad_norm:g}, {b.steps} steps for epsilon "
+                f"{cfg.dp_epsilon:g} at delta {b.delta:g} ({b.accountant} accountant); "
+                "ActNorm starts at the identity (no data-dependent init)")
         summary = trainer.fit()
         if summary.interrupted:
             if dist_info.is_main:
@@ -315,6 +344,12 @@ def run(args: argparse.Namespace) -> int:
                    if summary.nonfinite_events else ""))
             for line in test_lines:
                 say(line)
+            if summary.privacy is not None:
+                pv = summary.privacy
+                say(f"privacy: ({pv['epsilon_spent']:.3g}, {pv['delta']:g})-DP for the "
+                    f"training split after {pv['steps']} steps ({pv['accountant']} "
+                    f"accountant, noise multiplier {pv['noise_multiplier']:.4g}); the final "
+                    "weights are the released ones")
             for path in summary.artifacts:
                 label = path.stem if path.parent == paths.root else path.parent.name
                 say(f"{label.replace('_', ' ')}: {path}")

@@ -29,6 +29,10 @@ class TrainConfig:
     turns validation off (checkpoints are then written at the end only). ``sample_every``:
     None follows ``val_every``, 0 writes pictures at the end only. ``check_every``: how often
     the host reads the on-device finiteness flag of the steps (1: every step, exact skips).
+    ``dp_epsilon``: train with DP-SGD (``invertible.privacy``) to this epsilon at
+    ``dp_delta``, clipping every per-sample gradient to ``dp_max_grad_norm``; the noise is
+    calibrated to the step budget by ``dp_accountant`` (rdp or prv); ``dp_chunk`` examples
+    get their gradients at once (a memory knob). None: ordinary training.
     ``conditional``: the density task models ``p(x | label)``, the one-hot class label being
     the flow's context (the model is built with ``context_features`` = the class count).
     """
@@ -66,6 +70,11 @@ class TrainConfig:
     nonfinite_patience: int = 3
     sv_clip_every: int = 1
     lr_decay_on_nonfinite: float = 0.5
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    dp_accountant: str = "rdp"
+    dp_chunk: int = 64
 
     def validate(self) -> None:
         def positive(name: str, allow_none: bool = True) -> None:
@@ -101,6 +110,36 @@ class TrainConfig:
         if self.conditional and self.task != "density":
             raise ConfigError(f"--conditional is for --task density (a flow of the data given "
                               f"its class label), not --task {self.task}")
+
+        if self.dp_epsilon is not None:
+            self._validate_dp()
+
+    def _validate_dp(self) -> None:
+        import math
+
+        eps = self.dp_epsilon
+        assert eps is not None
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ConfigError(f"--dp-epsilon must be positive and finite, got {eps} (for "
+                              "non-private training leave out the --dp-* options)")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(f"--dp-delta must lie in (0, 1), got {self.dp_delta}")
+        if not (self.dp_max_grad_norm > 0 and math.isfinite(self.dp_max_grad_norm)):
+            raise ConfigError(f"--dp-max-grad-norm must be positive and finite, got "
+                              f"{self.dp_max_grad_norm}")
+        if self.dp_accountant not in ("rdp", "prv"):
+            raise ConfigError(f"--dp-accountant must be rdp or prv, got {self.dp_accountant}")
+        if self.dp_chunk < 1:
+            raise ConfigError(f"--dp-chunk must be positive, got {self.dp_chunk}")
+        if self.epochs is None and self.steps is None:
+            raise ConfigError("--dp-epsilon needs --epochs or --steps: the noise is calibrated "
+                              "to the number of steps (--max-time may still stop it earlier)")
+        if self.task != "density":
+            raise ConfigError(f"--dp-epsilon trains --task density (a DP flow), not --task "
+                              f"{self.task}")
+        if self.amp:
+            raise ConfigError("--dp-epsilon and --amp do not combine: per-sample gradients "
+                              "run in full precision")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

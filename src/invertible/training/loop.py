@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from .objectives.base import Objective, fixed_rng
 from .paths import RunPaths
 from .plots import save_loss_curve
 from .run import write_run_config
+
+if TYPE_CHECKING:
+    from ..privacy.dpsgd import DPSGD
 
 __all__ = ["TrainSummary", "Trainer"]
 
@@ -93,6 +96,7 @@ class TrainSummary:
     nonfinite_events: int
     artifacts: list[Path] = field(default_factory=list)
     interrupted: bool = False
+    privacy: dict[str, Any] | None = None
 
 
 class Trainer:
@@ -151,6 +155,7 @@ class Trainer:
 
         self.optimizer = torch.optim.Adam(self.objective.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
+        self.dp = self._private_sgd(cfg, len(train)) if cfg.dp_epsilon is not None else None
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -168,7 +173,12 @@ class Trainer:
             torch.manual_seed(cfg.seed + 1_000_003 * dist_info.rank)
             np.random.seed((cfg.seed + 7919 * dist_info.rank) % 2**32)
             random.seed(cfg.seed + 7919 * dist_info.rank)
-            self._data_dependent_init()
+            if self.dp is None:
+                self._data_dependent_init()
+            else:
+                from ..privacy.dpsgd import skip_data_dependent_init
+
+                skip_data_dependent_init(self.objective)  # it would read unaccounted data
 
         self.model: nn.Module = self.objective
         if dist_info.enabled:
@@ -182,6 +192,25 @@ class Trainer:
             self.ema.load_state_dict(strip_prefix("ema", resume[0]))
 
     # -- setup ------------------------------------------------------------------------------
+    def _private_sgd(self, cfg: TrainConfig, n_train: int) -> DPSGD:
+        """DP-SGD (``--dp-epsilon``): sigma calibrated to the run's whole step budget."""
+        from ..privacy.dpsgd import DPSGD
+
+        try:
+            import opacus  # noqa: F401
+        except ImportError:
+            raise ConfigError("--dp-epsilon needs opacus: pip install 'invertible[privacy]'"
+                              ) from None
+        if self.dist.enabled:
+            raise ConfigError("differentially private training runs in one process (no "
+                              "torchrun): the accounting assumes one Poisson-sampled batch "
+                              "per step")
+        assert cfg.dp_epsilon is not None and self.total_steps is not None  # validated
+        return DPSGD(self.objective, self.optimizer, epsilon=cfg.dp_epsilon,
+                     delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
+                     n_train=n_train, batch_size=cfg.batch_size, steps=self.total_steps,
+                     accountant=cfg.dp_accountant, chunk=cfg.dp_chunk)
+
     def _data_dependent_init(self) -> None:
         """The objective's data-dependent init on a larger batch (ActNorm sets itself)."""
         n = min(len(self.train_split), max(self.cfg.batch_size, 2048))
@@ -260,6 +289,7 @@ class Trainer:
             "optimizer": opt_meta,
             "rng": rng_metas,
             "config": self.cfg.to_dict(),
+            "privacy": self.privacy(),
             "data": self.train_split.info(),
             "trainer": {
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -310,6 +340,10 @@ class Trainer:
                 old.unlink(missing_ok=True)
         return paths
 
+    def privacy(self) -> dict[str, Any] | None:
+        """A DP run's budget so far (``DPSGD.summary``); None for a non-private run."""
+        return self.dp.summary(self.step) if self.dp is not None else None
+
     def _validate_and_save(self, final: bool = False) -> dict[str, float] | None:
         self._validated_at = self.step
         val = self.validate()
@@ -317,6 +351,9 @@ class Trainer:
         if val is not None:
             self.metrics.write({"step": self.step, "epoch": self.epoch,
                                 **{f"val_{k}": val[k] for k in self.objective.metric_names()}})
+        # A DP run's "best" is its final weights: picking by the validation split would use
+        # data that the accountant does not cover.
+        if val is not None and self.dp is None:
             value = val[monitor]
             if value < self.best_val:
                 self.best_val = value
@@ -393,28 +430,40 @@ class Trainer:
                     order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
                     while self.batch_in_epoch < self.steps_per_epoch and self._budget_left():
                         b = self.batch_in_epoch
-                        x, y = self.train_split.batch(
-                            order[b * cfg.batch_size : (b + 1) * cfg.batch_size], self.device)
+                        idx = (self.dp.batch_indices(self.step, cfg.seed) if self.dp is not None
+                               else order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+                        x, y = self.train_split.batch(idx, self.device)
                         lr = self.lr_at(self.step)
                         for g in self.optimizer.param_groups:
                             g["lr"] = lr
-                        with self._autocast():
-                            out = self.model(x, y)
-                        loss = out["loss"].float().mean()
                         self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-                        norm = nn.utils.clip_grad_norm_(params, clip)
-                        # The gradients are all-reduced, so the norm's flag is the same on every
-                        # rank; the loss is local, so it joins the test in one process only.
-                        ok = torch.isfinite(norm)
-                        if not self.dist.enabled:
-                            ok = ok & torch.isfinite(loss.detach())
+                        if self.dp is not None:
+                            # Clipped per example and noised; the noised gradient is finite
+                            # whatever the batch held, and the step is never skipped for it
+                            # (a skip would depend on private data).
+                            out = self.dp.gradients(x, y, names)
+                            norm = torch.linalg.vector_norm(
+                                torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+                            ok = torch.isfinite(norm)
+                            loss = out["loss"]
+                        else:
+                            with self._autocast():
+                                out = self.model(x, y)
+                            loss = out["loss"].float().mean()
+                            loss.backward()
+                            clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+                            norm = nn.utils.clip_grad_norm_(params, clip)
+                            # The gradients are all-reduced, so the norm's flag is the same on
+                            # every rank; the loss is local, so it joins the test in one process
+                            # only.
+                            ok = torch.isfinite(norm)
+                            if not self.dist.enabled:
+                                ok = ok & torch.isfinite(loss.detach())
                         if cfg.check_every == 1:
                             if bool(ok):  # one host read per step: exact skips
                                 self._update()
                             else:
-                                self._on_nonfinite(1, float(loss.detach()))
+                                self._on_nonfinite(1, float(loss.detach().float().mean()))
                         else:
                             # No host read: a bad step's gradients become zeros (Adam then only
                             # follows its momentum); the count is read every check_every steps.
@@ -427,7 +476,7 @@ class Trainer:
                         with torch.no_grad():
                             sums = [torch.where(ok, out[k].detach().double().sum(), 0.0)
                                     for k in names]
-                            count = torch.where(ok, float(x.shape[0]), 0.0)
+                            count = torch.where(ok, float(out["loss"].shape[0]), 0.0)
                             window += torch.stack([*sums, count.double()])
                         self.step += 1
                         self.batch_in_epoch += 1
@@ -492,6 +541,8 @@ class Trainer:
             time.perf_counter() - t_run, 1e-9)
         if self._validated_at != self.step:  # no second pass over the same weights
             last_val = self._validate_and_save(final=True)
+        elif self.dp is not None:
+            self.save("best")
         artifacts = self.write_artifacts("final")
         if self.writes:
             assert self.paths is not None
@@ -499,6 +550,9 @@ class Trainer:
                             self.objective.monitor, self.objective.monitor_label)
             self.metrics.write({"step": self.step, "event": "end", "elapsed": self._elapsed(),
                                 "reason": "time" if time_up else "budget"})
+            if self.dp is not None:
+                self.metrics.write({"step": self.step, "event": "privacy", **self.dp.summary(
+                    self.step)})
         return self._summary(last_train, last_val, ips, artifacts)
 
     def _update(self) -> None:
@@ -524,7 +578,8 @@ class Trainer:
                  interrupted: bool = False) -> TrainSummary:
         return TrainSummary(self.step, self.epoch, self._elapsed(), self.objective.monitor,
                             train, val, self.best_val if math.isfinite(self.best_val) else None,
-                            ips, self.nonfinite_events, artifacts, interrupted)
+                            ips, self.nonfinite_events, artifacts, interrupted,
+                            self.privacy())
 
     def _on_nonfinite(self, count: int, loss: float) -> None:
         """Skipped steps: no update. Every ``nonfinite_patience`` events lower the LR."""

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ...core import apply_layer
@@ -75,7 +74,10 @@ class DensityObjective(Objective):
         if y is None:
             raise TaskError("a conditional density run needs labelled data (these rows have "
                             "no labels)")
-        return F.one_hot(y.long(), self.context_classes).to(self.dtype)
+        # Not F.one_hot: it reads the largest label on the host, which per-sample gradients
+        # (torch.func.vmap, DP training) cannot do.
+        classes = torch.arange(self.context_classes, device=y.device)
+        return (y.long()[:, None] == classes).to(self.dtype)
 
     def metric_names(self) -> list[str]:
         return ["loss", "bpd"]
