@@ -73,15 +73,26 @@ def train(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str,
 
 def privacy_report(name: str, extra: list[str], args: argparse.Namespace,
                    env: dict[str, str]) -> dict[str, object]:
+    """`invertible privacy-report` of run ``name``; a report already made by the same command
+    after the run's last checkpoint is reused unless `--rereport`."""
     run = args.runs_dir / name
     cmd = [sys.executable, "-m", "invertible", "privacy-report", str(run), "--data-dir",
            str(args.data_dir), "-o", str(run / "privacy"), "--force", *extra]
+    record = run / "privacy" / "benchmark_command.json"
+    checkpoint = run / "checkpoints" / "best.safetensors"
+    if (not args.rereport and record.is_file()
+            and json.loads(record.read_text())["command"] == cmd[3:]
+            and record.stat().st_mtime > checkpoint.stat().st_mtime):
+        print(f"{name}: report made already by the same command", flush=True)
+        return json.loads((run / "privacy" / "privacy_report.json").read_text())
     print("$", " ".join(cmd), flush=True)
     t0 = time.time()
     done = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     print(done.stdout, flush=True)
     res = json.loads((run / "privacy" / "privacy_report.json").read_text())
     res["seconds"] = time.time() - t0
+    (run / "privacy" / "privacy_report.json").write_text(json.dumps(res, indent=1))
+    record.write_text(json.dumps({"command": cmd[3:]}))
     return res
 
 
@@ -97,23 +108,37 @@ def run_record(name: str, args: argparse.Namespace) -> dict[str, object]:
             "steps": end["step"], "train_seconds": end["elapsed"], "privacy": privacy}
 
 
+def release_report_args(args: argparse.Namespace) -> list[str]:
+    """Every attack; the independently trained run as the architecture-only attacker."""
+    return ["--independent", str(args.runs_dir / "release@seed1")]
+
+
+def dp_report_args(args: argparse.Namespace) -> list[str]:
+    return ["--sections", "membership,synthetic", "--mia-n", str(args.mia_n)]
+
+
 def report(names: list[str], args: argparse.Namespace, env: dict[str, str]) -> None:
     from _environment import machine
 
+    if names != [*(f"eps{e}" for e in EPSILONS), "release", "release@seed1"]:
+        for name in names:  # reports of some runs only: no table
+            if name.startswith("eps"):
+                privacy_report(name, dp_report_args(args), args, env)
+            elif name == "release":
+                privacy_report(name, release_report_args(args), args, env)
+        return
     out: dict[str, object] = {"machine": machine(), "threads": args.threads,
                               "date": time.strftime("%Y-%m-%d"), "settings": vars(args).copy()}
     out["settings"] = {k: str(v) for k, v in vars(args).items()}
     # Every attack on the released codes, the independent run as architecture-only attacker.
-    release = privacy_report("release", ["--independent", str(args.runs_dir / "release@seed1")],
-                             args, env)
+    release = privacy_report("release", release_report_args(args), args, env)
     out["release"] = {**run_record("release", args), "report": release}
     shutil.copyfile(args.runs_dir / "release" / "privacy" / "privacy_report.png",
                     RESULTS / "privacy_mnist_release.png")
     dp = {}
     for eps in EPSILONS:
         name = f"eps{eps}"
-        rep = privacy_report(name, ["--sections", "membership,synthetic", "--mia-n",
-                                    str(args.mia_n)], args, env)
+        rep = privacy_report(name, dp_report_args(args), args, env)
         samples = RESULTS / f"privacy_mnist_samples_eps{eps}.png"
         subprocess.run([sys.executable, "-m", "invertible", "sample", str(args.runs_dir / name),
                         "-n", "100", "-o", str(samples), "--force"], check=True, env=env)
@@ -190,7 +215,7 @@ def markdown(out: dict) -> str:
         "| attacker | knowledge | PSNR (dB) | SSIM |",
         "|---|---|---|---|",
     ]
-    from invertible.privacy.report import leakage_rows
+    from invertible.privacy.report_output import leakage_rows
 
     for row in leakage_rows(rep):
         lines.append("| " + " | ".join(row) + " |")
@@ -220,6 +245,9 @@ def main() -> None:
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "privacy_mnist")
     p.add_argument("--stage", choices=["train", "report", "all"], default="all")
     p.add_argument("--retrain", action="store_true")
+    p.add_argument("--rereport", action="store_true", help="redo reports made already")
+    p.add_argument("--only", nargs="+", default=None, metavar="RUN",
+                   help="train or report only these runs (the table needs them all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--release-steps", type=int, default=3000)
     p.add_argument("--dp-epochs", type=int, default=2)
@@ -231,10 +259,10 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     names = [*(f"eps{e}" for e in EPSILONS), "release", "release@seed1"]
     if args.stage in ("train", "all"):
-        for name in names:
+        for name in args.only or names:
             train(name, args, env)
     if args.stage in ("report", "all"):
-        report(names, args, env)
+        report(args.only or names, args, env)
 
 
 if __name__ == "__main__":

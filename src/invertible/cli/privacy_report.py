@@ -93,14 +93,8 @@ def _same_architecture(r: Any, other: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..privacy.release import release_flow
-    from ..privacy.report import (
-        ReportSettings,
-        json_safe,
-        leakage_rows,
-        measure,
-        save_report_figure,
-        to_markdown,
-    )
+    from ..privacy.report import ReportSettings, measure
+    from ..privacy.report_output import json_safe, leakage_rows, save_report_figure, to_markdown
     from ..training.checkpoint import atomic_write_text
     from ..training.run import open_run
     from .common import resolve_device, warn

@@ -437,28 +437,7 @@ class Trainer:
                         for g in self.optimizer.param_groups:
                             g["lr"] = lr
                         self.optimizer.zero_grad(set_to_none=True)
-                        if self.dp is not None:
-                            # Clipped per example and noised; the noised gradient is finite
-                            # whatever the batch held, and the step is never skipped for it
-                            # (a skip would depend on private data).
-                            out = self.dp.gradients(x, y, names)
-                            norm = torch.linalg.vector_norm(
-                                torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-                            ok = torch.isfinite(norm)
-                            loss = out["loss"]
-                        else:
-                            with self._autocast():
-                                out = self.model(x, y)
-                            loss = out["loss"].float().mean()
-                            loss.backward()
-                            clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-                            norm = nn.utils.clip_grad_norm_(params, clip)
-                            # The gradients are all-reduced, so the norm's flag is the same on
-                            # every rank; the loss is local, so it joins the test in one process
-                            # only.
-                            ok = torch.isfinite(norm)
-                            if not self.dist.enabled:
-                                ok = ok & torch.isfinite(loss.detach())
+                        out, ok, loss = self._gradients(x, y, names, params)
                         if cfg.check_every == 1:
                             if bool(ok):  # one host read per step: exact skips
                                 self._update()
@@ -554,6 +533,30 @@ class Trainer:
                 self.metrics.write({"step": self.step, "event": "privacy", **self.dp.summary(
                     self.step)})
         return self._summary(last_train, last_val, ips, artifacts)
+
+    def _gradients(self, x: Tensor, y: Tensor | None, names: list[str],
+                   params: list[nn.Parameter]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Set the parameters' gradients for batch ``(x, y)``; return its per-sample metrics,
+        the on-device flag that the step may be applied, and the loss (for a warning)."""
+        if self.dp is not None:
+            # Clipped per example and noised: the noised gradient is finite whatever the batch
+            # held, and the step is never skipped for it (a skip would depend on private data).
+            out = self.dp.gradients(x, y, names)
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            return out, torch.isfinite(norm), out["loss"]
+        with self._autocast():
+            out = self.model(x, y)
+        loss = out["loss"].float().mean()
+        loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        norm = nn.utils.clip_grad_norm_(params, clip)
+        # The gradients are all-reduced, so the norm's flag is the same on every rank; the
+        # loss is local, so it joins the test in one process only.
+        ok = torch.isfinite(norm)
+        if not self.dist.enabled:
+            ok = ok & torch.isfinite(loss.detach())
+        return out, ok, loss
 
     def _update(self) -> None:
         self.optimizer.step()
