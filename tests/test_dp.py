@@ -23,7 +23,6 @@ from invertible.training.objectives.density import DensityObjective
 from one_line_errors import assert_one_line_errors
 
 
-
 def test_spent_epsilon_matches_opacus_privacy_engine():
     """Our closed-form history equals opacus's accountant stepped by a real DP training."""
     from opacus import PrivacyEngine
@@ -246,3 +245,18 @@ def test_dp_training_does_no_data_dependent_init(dp):
     assert norms and all(bool(m.initialized) for m in norms)
     moved = max(float(m.log_scale.abs().max() + m.bias.abs().max()) for m in norms)
     assert (moved == 0.0) if dp else (moved > 1e-3)
+
+
+def test_value_checks_pause_only_inside_function_transforms():
+    """Range and finiteness checks read values on the host, which vmap cannot: they pause
+    inside torch.func transforms, and hold everywhere else."""
+    from invertible.core import InvalidInputError, inside_function_transform, value_checks_active
+
+    assert value_checks_active() and not inside_function_transform()
+    seen = torch.func.vmap(lambda v: v * 0 + float(inside_function_transform()))(torch.zeros(3))
+    assert torch.equal(seen, torch.ones(3))
+    obj = _glow_objective()
+    skip_data_dependent_init(obj)
+    bad = torch.full((2, 1, 8, 8), 40, dtype=torch.uint8)  # levels beyond n_bins = 17
+    with pytest.raises(InvalidInputError, match="levels must lie in"):
+        obj(bad)

@@ -175,14 +175,21 @@ def apply_layer(
     return step(x)
 
 
+def inside_function_transform() -> bool:
+    """Whether the code runs under a ``torch.func`` transform (``vmap``, ``grad``), as the
+    per-sample gradients of DP training do."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
+
+
 def value_checks_active() -> bool:
     """Whether checks that read tensor values on the host (ranges, finiteness) can run.
 
-    False inside ``torch.func`` transforms (the per-sample gradients of DP training), where a
-    value cannot leave the device; whoever transforms a model validates the whole batch
-    before (``invertible.privacy`` does). Shape and dtype checks run either way.
+    False inside ``torch.func`` transforms, where a value cannot leave the device; whoever
+    transforms a model validates the whole batch before (DP training takes its batches from
+    a validated split). Shape and dtype checks run either way.
     """
-    return not torch._C._are_functorch_transforms_active()
+    return not inside_function_transform()
 
 
 def check_context_features(owner: str, value: object, minimum: int = 0) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .core import inside_function_transform
+
 __all__ = ["MLP", "ConvResNet", "GlowConvNet"]
 
 
@@ -80,7 +82,7 @@ def _conv_layout(net: nn.Module, x: Tensor) -> Tensor:
     alone, and so it is under ``torch.func`` transforms (per-sample gradients), which cannot
     change a layout.
     """
-    if x.device.type != "cpu" or x.dim() != 4 or torch._C._are_functorch_transforms_active():
+    if x.device.type != "cpu" or x.dim() != 4 or inside_function_transform():
         return net(x)
     return net(x.contiguous(memory_format=torch.channels_last)).contiguous()
 

@@ -67,10 +67,11 @@ def _flow_decode(obj: Any, codes: Tensor, labels: Tensor | None, n_bins: int,
 def measure(objective: Any, config: Any, data: dict[str, Any], train: Any, test: Any,
             settings: ReportSettings, independent: Sequence[tuple[str, Any]] = (),
             log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run the measurements of ``settings.sections`` on ``objective`` (a loaded image flow run) with its ``train`` and
-    ``test`` splits. ``independent``: ``(name, objective)`` of other runs of the same
-    architecture. Returns ``(results, examples)``: the figures, and ``[0, 1]`` images of the
-    first targets (``"original"`` and one entry per attacker) for the figure."""
+    """Run the measurements of ``settings.sections`` on ``objective`` (a loaded image flow
+    run) with its ``train`` and ``test`` splits. ``independent``: ``(name, objective)`` of
+    other runs of the same architecture. Returns ``(results, examples)``: the figures, and
+    ``[0, 1]`` images of the first targets (``"original"`` and one entry per attacker) for
+    the figure; a section not measured is None in the results."""
     obj, st = objective, settings
     n_bins = int(obj.n_bins)
     cond = bool(getattr(obj, "conditional", False))
