@@ -298,3 +298,11 @@ def test_a_corrupt_metrics_log_is_reported_in_one_line(run_dir, tmp_path, capsys
     assert main(["info", str(run)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"invertible: warning: {run / 'metrics.jsonl'}: 1 malformed line skipped"]
+
+
+def test_val_fraction_sets_the_held_out_share(tmp_path, capsys):
+    assert main(["train", *TINY, "--val-fraction", "0.5", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "(719 train / 719 val)" in out
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["train"]["val_fraction"] == 0.5

@@ -77,6 +77,9 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     d.add_argument("--download", action="store_true", default=None,
                    help="download the dataset into --data-dir if missing (checksummed)")
+    d.add_argument("--val-fraction", type=unit_float, default=None, metavar="F",
+                   help="fraction of the training images held out for validation (default "
+                   "0.1; the split is fixed by --seed)")
     d.add_argument("--image-size", type=positive_int, default=None,
                    help="resize images to this size (folder datasets)")
     d.add_argument("--grayscale", action="store_true", default=None,
