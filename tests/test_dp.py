@@ -260,3 +260,25 @@ def test_value_checks_pause_only_inside_function_transforms():
     bad = torch.full((2, 1, 8, 8), 40, dtype=torch.uint8)  # levels beyond n_bins = 17
     with pytest.raises(InvalidInputError, match="levels must lie in"):
         obj(bad)
+
+
+def test_without_noise_or_clipping_the_dp_gradient_is_the_batch_gradient():
+    """With the noise switched off and a bound no gradient reaches, DP-SGD's gradient is the
+    ordinary mean gradient of the batch: the per-sample path adds nothing of its own."""
+    name, shape, opts, classes = CASES["glow-conditional"]
+    torch.manual_seed(0)
+    module = _NegLogLik(build_model(name, shape, **opts).double(), classes)
+    x = (torch.randint(0, 17, (16, *shape)).double() + 0.5) / 17
+    y = torch.randint(0, classes, (16,))
+    with torch.no_grad():
+        module(x, y)
+    skip_data_dependent_init(module)
+    dp = DPSGD(module, torch.optim.SGD(module.parameters(), lr=0.1), epsilon=8.0, delta=1e-5,
+               max_grad_norm=1e9, n_train=160, batch_size=16, steps=10)
+    dp._dp.noise_multiplier = 0.0
+    dp.gradients(x, y, ["loss"])
+    ours = {k: p.grad.clone() for k, p in module.named_parameters()}
+    module.zero_grad()
+    module(x, y)["loss"].mean().backward()
+    for k, p in module.named_parameters():
+        torch.testing.assert_close(ours[k], p.grad, rtol=1e-9, atol=1e-12, msg=k)
