@@ -23,6 +23,7 @@ from torch import Tensor, nn
 __all__ = [
     "ConvDecoder",
     "MLPDecoder",
+    "conv_width",
     "decode_to_unit",
     "fresh_models",
     "make_decoder",
@@ -114,12 +115,17 @@ class ConvDecoder(nn.Module):
         return torch.sigmoid(self.up(f)[:, :, :h, :w])
 
 
+def conv_width(hidden: int) -> int:
+    """The conv decoder's channel width for an MLP width ``hidden``: hidden / 16 in [16, 64]."""
+    return max(16, min(64, hidden // 16))
+
+
 def make_decoder(kind: str, dims: int, shape: Sequence[int], hidden: int = 1024) -> nn.Module:
     """``"mlp"`` or ``"conv"`` decoder for codes of ``dims`` and images of ``shape``."""
     if kind == "mlp":
         return MLPDecoder(dims, shape, hidden)
     if kind == "conv":
-        return ConvDecoder(dims, shape, width=max(16, min(64, hidden // 16)))
+        return ConvDecoder(dims, shape, width=conv_width(hidden))
     raise ValueError(f"unknown decoder '{kind}' (mlp or conv)")
 
 

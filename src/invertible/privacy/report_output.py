@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .attacks import conv_width
 from .report import DECODER_NAMES, DECODERS
 from .utility import CLASSIFIERS
 
@@ -130,8 +131,8 @@ def _reconstruction_markdown(res: dict[str, Any]) -> list[str]:
         f"and all released codes; trains a decoder code -> image by MSE with Adam "
         f"({st['attack_steps']} steps, batches of {st['attack_batch']}): an MLP "
         f"(D -> {st['decoder_hidden']} -> {st['decoder_hidden']} -> D, sigmoid) and a small "
-        "conv net (linear to a feature map at a quarter of the resolution, two upsampling "
-        "convolutions). Codes are standardised with the released training codes' statistics. "
+        f"conv net (linear to a {conv_width(st['decoder_hidden'])}-channel feature map at a "
+        "quarter of the resolution, two upsampling convolutions). Codes are standardised with the released training codes' statistics. "
         "This is what an analyst who also knows a few of the originals can do."),
         ("- **Architecture-only attacker**: has the architecture and the config but not the "
         "weights. It decodes the codes with freshly initialised models of the same "
