@@ -318,8 +318,11 @@ def run(args: argparse.Namespace) -> int:
             b = trainer.dp.budget
             say(f"DP-SGD: noise multiplier {b.noise_multiplier:.4g}, sample rate "
                 f"{b.sample_rate:.4g}, clip {b.max_grad_norm:g}, {b.steps} steps for epsilon "
-                f"{cfg.dp_epsilon:g} at delta {b.delta:g} ({b.accountant} accountant); "
-                "ActNorm starts at the identity (no data-dependent init)")
+                f"{cfg.dp_epsilon:g} at delta {b.delta:g} ({b.accountant} accountant)"
+                + (f"; the first ActNorm from a Gaussian-mechanism estimate of its input "
+                   f"statistics (noise multiplier {trainer.dp.init.noise_multiplier:g}, "
+                   f"sample rate {trainer.dp.init.sample_rate:.3g}, in the budget), the "
+                   "others at the identity" if trainer.dp.init is not None else ""))
         summary = trainer.fit()
         if summary.interrupted:
             if dist_info.is_main:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["ACCOUNTANTS", "DPBudget", "noise_multiplier_for", "spent_epsilon"]
@@ -37,11 +38,14 @@ class DPBudget:
     max_grad_norm: float
     delta: float
     accountant: str = "rdp"
+    #: Mechanisms run before the steps, as ``(sigma, q, count)`` (the private ActNorm init).
+    prior: tuple[tuple[float, float, int], ...] = ()
 
     def epsilon(self, steps: int | None = None) -> float:
-        """The epsilon spent after ``steps`` steps (default all of them)."""
+        """The epsilon spent after the prior mechanisms and ``steps`` steps (default all)."""
         return spent_epsilon(self.noise_multiplier, self.sample_rate,
-                             self.steps if steps is None else steps, self.delta, self.accountant)
+                             self.steps if steps is None else steps, self.delta, self.accountant,
+                             self.prior)
 
 
 def _check_accountant(name: str) -> None:
@@ -50,14 +54,18 @@ def _check_accountant(name: str) -> None:
 
 
 def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, steps: int,
-                         accountant: str = "rdp") -> float:
+                         accountant: str = "rdp",
+                         prior: Sequence[tuple[float, float, int]] = ()) -> float:
     """The smallest sigma (to opacus's tolerance of 0.01 in epsilon) for which ``steps`` steps
-    at rate ``sample_rate`` spend at most ``epsilon`` at ``delta``."""
+    at rate ``sample_rate``, after the ``prior`` mechanisms, spend at most ``epsilon`` at
+    ``delta``. Without a prior this is opacus's ``get_noise_multiplier``."""
     from opacus.accountants.utils import get_noise_multiplier
 
     _check_accountant(accountant)
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise ValueError(f"epsilon must be positive and finite, got {epsilon}")
+    if prior:
+        return _bisect_sigma(epsilon, delta, sample_rate, steps, accountant, tuple(prior))
     with warnings.catch_warnings():
         # The search tries sigmas far from the answer, whose optimal order may lie at the
         # largest one tried; only the final figure's bound matters (spent_epsilon warns).
@@ -67,15 +75,44 @@ def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, steps
                                           accountant=accountant, **_options(accountant)))
 
 
+def _bisect_sigma(epsilon: float, delta: float, q: float, steps: int, accountant: str,
+                  prior: tuple[tuple[float, float, int], ...]) -> float:
+    """opacus's search (double, then bisect to 0.01 in epsilon) over a composed history."""
+    floor = spent_epsilon(1e6, q, 0, delta, accountant, prior)
+    if floor >= epsilon:
+        raise ValueError(f"the mechanisms before training already spend epsilon {floor:.3g} "
+                         f">= {epsilon:g}")
+    lo, hi = 0.0, 10.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        eps_hi = math.inf
+        while eps_hi > epsilon:
+            hi *= 2
+            if hi > 1e6:
+                raise ValueError("the privacy budget is too low")
+            eps_hi = spent_epsilon(hi, q, steps, delta, accountant, prior)
+        while epsilon - eps_hi > 0.01:
+            mid = (lo + hi) / 2
+            eps = spent_epsilon(mid, q, steps, delta, accountant, prior)
+            if eps < epsilon:
+                hi, eps_hi = mid, eps
+            else:
+                lo = mid
+    return hi
+
+
 def spent_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                  accountant: str = "rdp") -> float:
-    """Epsilon at ``delta`` after ``steps`` DP-SGD steps (0 steps: 0)."""
+                  accountant: str = "rdp",
+                  prior: Sequence[tuple[float, float, int]] = ()) -> float:
+    """Epsilon at ``delta`` after the ``prior`` mechanisms ``(sigma, q, count)`` and ``steps``
+    DP-SGD steps (nothing run: 0)."""
     from opacus.accountants import PRVAccountant, RDPAccountant
 
     _check_accountant(accountant)
-    if steps <= 0:
+    # The history is (sigma, q, count) per phase, composed as if stepped one by one.
+    history = [*prior, *([(noise_multiplier, sample_rate, steps)] if steps > 0 else [])]
+    if not history:
         return 0.0
     acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
-    # The history is (sigma, q, steps) per phase; one phase here, as if stepped `steps` times.
-    acc.history = [(noise_multiplier, sample_rate, steps)]
+    acc.history = history
     return float(acc.get_epsilon(delta, **_options(accountant)))

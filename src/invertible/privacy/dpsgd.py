@@ -15,8 +15,9 @@ What the guarantee covers, and what it assumes:
 - the batches are Poisson samples at rate ``q = batch_size / n_train`` (a batch's size
   varies), drawn from a generator seeded by the run's seed and the step so that a resumed
   run is exact; amplification by subsampling assumes that seed stays secret;
-- no data-dependent initialisation (ActNorm starts at the identity): it would look at
-  private data outside the accounting;
+- no unaccounted data-dependent initialisation: the first ActNorm starts from a
+  Gaussian-mechanism estimate of its input statistics, composed into the budget
+  (``invertible.privacy.private_init``), the others at the identity;
 - the noise is torch's Gaussian, not opacus's ``secure_mode`` (floating-point attacks on
   the noise, Mironov 2012, are out of scope).
 """
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from .accounting import DPBudget, noise_multiplier_for
+from .private_init import InitQuery
 
 __all__ = ["DPSGD", "per_sample_gradients", "skip_data_dependent_init"]
 
@@ -76,20 +78,21 @@ class DPSGD:
 
     ``sigma`` is calibrated so that ``steps`` steps at ``q = batch_size / n_train`` spend
     ``epsilon`` at ``delta``. ``chunk`` examples go through ``vmap`` at once (memory:
-    ``chunk`` copies of the gradient).
+    ``chunk`` copies of the gradient). ``prior``: mechanisms run on the same data before the
+    steps, ``(sigma, q, count)`` (the private ActNorm init), composed into the budget.
     """
 
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, *,
                  epsilon: float, delta: float, max_grad_norm: float, n_train: int,
                  batch_size: int, steps: int, accountant: str = "rdp",
-                 chunk: int = 64) -> None:
+                 chunk: int = 64, prior: tuple[tuple[float, float, int], ...] = ()) -> None:
         from opacus.optimizers import DPOptimizer
 
         if not 0 < batch_size <= n_train:
             raise ValueError(f"batch size {batch_size} must lie in [1, {n_train}]")
         q = batch_size / n_train
-        sigma = noise_multiplier_for(epsilon, delta, q, steps, accountant)
-        self.budget = DPBudget(sigma, q, steps, max_grad_norm, delta, accountant)
+        sigma = noise_multiplier_for(epsilon, delta, q, steps, accountant, prior)
+        self.budget = DPBudget(sigma, q, steps, max_grad_norm, delta, accountant, tuple(prior))
         self.target_epsilon = float(epsilon)
         self.objective = objective
         self.chunk = int(chunk)
@@ -100,6 +103,8 @@ class DPSGD:
                                expected_batch_size=batch_size)
         #: Examples whose loss or gradient was not finite (they contribute zero).
         self.nonfinite_examples = 0
+        #: The private ActNorm init the run performs (set by the trainer), or None.
+        self.init: InitQuery | None = None
 
     def batch_indices(self, step: int, seed: int) -> Tensor:
         """The Poisson batch of ``step``: each training index independently with rate q."""
@@ -151,4 +156,5 @@ class DPSGD:
                 "delta": b.delta, "noise_multiplier": b.noise_multiplier,
                 "sample_rate": b.sample_rate, "max_grad_norm": b.max_grad_norm,
                 "steps": steps, "steps_planned": b.steps, "accountant": b.accountant,
+                "prior_mechanisms": [list(m) for m in b.prior],
                 "nonfinite_examples": self.nonfinite_examples}

@@ -176,9 +176,15 @@ class Trainer:
             if self.dp is None:
                 self._data_dependent_init()
             else:
-                from ..privacy.dpsgd import skip_data_dependent_init
+                from ..privacy.private_init import private_first_actnorm_init
 
-                skip_data_dependent_init(self.objective)  # it would read unaccounted data
+                # The ordinary init would read private data outside the accounting.
+                init = self.dp.init
+                if init is not None:
+                    private_first_actnorm_init(self.objective, train,
+                                               sample_rate=init.sample_rate,
+                                               noise_multiplier=init.noise_multiplier,
+                                               seed=cfg.seed)
 
         self.model: nn.Module = self.objective
         if dist_info.enabled:
@@ -195,6 +201,7 @@ class Trainer:
     def _private_sgd(self, cfg: TrainConfig, n_train: int) -> DPSGD:
         """DP-SGD (``--dp-epsilon``): sigma calibrated to the run's whole step budget."""
         from ..privacy.dpsgd import DPSGD
+        from ..privacy.private_init import planned_init
 
         try:
             import opacus  # noqa: F401
@@ -206,10 +213,14 @@ class Trainer:
                               "torchrun): the accounting assumes one Poisson-sampled batch "
                               "per step")
         assert cfg.dp_epsilon is not None and self.total_steps is not None  # validated
-        return DPSGD(self.objective, self.optimizer, epsilon=cfg.dp_epsilon,
-                     delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
-                     n_train=n_train, batch_size=cfg.batch_size, steps=self.total_steps,
-                     accountant=cfg.dp_accountant, chunk=cfg.dp_chunk)
+        init = planned_init(self.objective, n_train)
+        dp = DPSGD(self.objective, self.optimizer, epsilon=cfg.dp_epsilon,
+                   delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
+                   n_train=n_train, batch_size=cfg.batch_size, steps=self.total_steps,
+                   accountant=cfg.dp_accountant, chunk=cfg.dp_chunk,
+                   prior=(init.history(),) if init is not None else ())
+        dp.init = init
+        return dp
 
     def _data_dependent_init(self) -> None:
         """The objective's data-dependent init on a larger batch (ActNorm sets itself)."""
