@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     release_flow(r.objective, "privacy-report")
     train = load_run_split(r, "train", args.data_dir)
     test = load_run_split(r, "test", args.data_dir)
+    val = load_run_split(r, "val", args.data_dir) if r.config.val_fraction > 0 else None
     if len({min(n, len(train)) for n in args.n_list}) < 2:
         raise UsageError(f"--n {','.join(map(str, args.n_list))}: the training split holds "
                          f"{len(train)} examples, which leaves fewer than two distinct sizes")
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic_n=args.synthetic_n, seed=args.seed,
         **({"sections": args.sections} if args.sections else {}))
     res, examples = measure(r.objective, r.config, r.data, train, test, settings, independent,
+                            val=val,
                             log=lambda m: say(f"  {m}"))
     res["run"]["path"] = str(r.paths.root)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             say(f"{a:<{width}}  {k:<{kwidth}}  {p:>8}  {s:>6}")
     m = res["membership"]
     if m is not None:
-        say(f"membership inference (likelihood threshold, {m['n']} + {m['n']}): AUC "
+        say(f"membership inference (likelihood threshold, {m['n']} training + {m['n']} "
+            f"{m['nonmembers']} images): AUC "
             f"{m['auc']:.4f}, TPR at 1% FPR {100 * m['tpr_at_1pct_fpr']:.2f}%")
     for key, label, a, b in (("utility", "utility", "codes", "pixels"),
                              ("synthetic", "synthetic-data utility", "synthetic", "real")):

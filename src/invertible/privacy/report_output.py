@@ -95,8 +95,9 @@ def to_markdown(res: dict[str, Any], run_name: str) -> str:
             "",
             ("The likelihood-threshold attack: an image is called a training member when the "
              "model's log-likelihood of it (minus bits/dim, dequantization noise at a fixed "
-             f"seed) is above a threshold. {m['n']} training members against {m['n']} test "
-             "non-members."),
+             f"seed) is above a threshold. {m['n']} training members against {m['n']} "
+             f"non-members from the run's {m.get('nonmembers', 'test')} split (held out of "
+             "training)."),
             "",
             *_table(("ROC AUC", "TPR at 1% FPR", "members' bits/dim", "non-members' bits/dim"),
                     [(f"{m['auc']:.4f}", f"{100 * m['tpr_at_1pct_fpr']:.2f}%",
