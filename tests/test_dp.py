@@ -317,3 +317,20 @@ def test_without_noise_or_clipping_the_dp_gradient_is_the_batch_gradient():
     module(x, y)["loss"].mean().backward()
     for k, p in module.named_parameters():
         torch.testing.assert_close(ours[k], p.grad, rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_a_non_finite_example_contributes_nothing_and_is_counted():
+    name, shape, opts, classes = CASES["glow"]
+    torch.manual_seed(0)
+    module = _NegLogLik(build_model(name, shape, **opts).double(), classes)
+    x = (torch.randint(0, 17, (6, *shape)).double() + 0.5) / 17
+    with torch.no_grad():
+        module(x)
+    skip_data_dependent_init(module)
+    x[2, 0, 0, 0] = float("nan")  # a row that the split's validation would have refused
+    dp = DPSGD(module, torch.optim.SGD(module.parameters(), lr=0.1), epsilon=8.0, delta=1e-5,
+               max_grad_norm=1.0, n_train=60, batch_size=6, steps=10)
+    out = dp.gradients(x, None, ["loss"])
+    assert dp.nonfinite_examples == 1 and out["loss"].shape == (5,)
+    assert torch.isfinite(out["loss"]).all()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters())

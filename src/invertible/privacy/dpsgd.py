@@ -78,21 +78,24 @@ class DPSGD:
 
     ``sigma`` is calibrated so that ``steps`` steps at ``q = batch_size / n_train`` spend
     ``epsilon`` at ``delta``. ``chunk`` examples go through ``vmap`` at once (memory:
-    ``chunk`` copies of the gradient). ``prior``: mechanisms run on the same data before the
-    steps, ``(sigma, q, count)`` (the private ActNorm init), composed into the budget.
+    ``chunk`` copies of the gradient). ``init``: the private ActNorm init the run performs
+    on the same data before the steps (``planned_init``), composed into the budget.
     """
 
     def __init__(self, objective: nn.Module, optimizer: torch.optim.Optimizer, *,
                  epsilon: float, delta: float, max_grad_norm: float, n_train: int,
                  batch_size: int, steps: int, accountant: str = "rdp",
-                 chunk: int = 64, prior: tuple[tuple[float, float, int], ...] = ()) -> None:
+                 chunk: int = 64, init: InitQuery | None = None) -> None:
         from opacus.optimizers import DPOptimizer
 
         if not 0 < batch_size <= n_train:
             raise ValueError(f"batch size {batch_size} must lie in [1, {n_train}]")
         q = batch_size / n_train
+        prior = (init.history(),) if init is not None else ()
         sigma = noise_multiplier_for(epsilon, delta, q, steps, accountant, prior)
-        self.budget = DPBudget(sigma, q, steps, max_grad_norm, delta, accountant, tuple(prior))
+        self.budget = DPBudget(sigma, q, steps, max_grad_norm, delta, accountant, prior)
+        #: The private ActNorm init the run performs, or None.
+        self.init = init
         self.target_epsilon = float(epsilon)
         self.objective = objective
         self.chunk = int(chunk)
@@ -103,8 +106,6 @@ class DPSGD:
                                expected_batch_size=batch_size)
         #: Examples whose loss or gradient was not finite (they contribute zero).
         self.nonfinite_examples = 0
-        #: The private ActNorm init the run performs (set by the trainer), or None.
-        self.init: InitQuery | None = None
 
     def batch_indices(self, step: int, seed: int) -> Tensor:
         """The Poisson batch of ``step``: each training index independently with rate q."""
@@ -132,7 +133,7 @@ class DPSGD:
                 p.grad_sample = torch.where(ok.view(-1, *([1] * p.dim())), g,
                                             torch.zeros_like(g))
             self._dp.clip_and_accumulate()
-            chunks.append(metrics)
+            chunks.append({k: v[ok] for k, v in metrics.items()})  # finite rows only
         for p in self.params:
             if not hasattr(p, "grad_sample") or p.grad_sample is None:
                 p.grad_sample = p.summed_grad[None]  # only read for its count by scale_grad

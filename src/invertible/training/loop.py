@@ -213,14 +213,11 @@ class Trainer:
                               "torchrun): the accounting assumes one Poisson-sampled batch "
                               "per step")
         assert cfg.dp_epsilon is not None and self.total_steps is not None  # validated
-        init = planned_init(self.objective, n_train)
-        dp = DPSGD(self.objective, self.optimizer, epsilon=cfg.dp_epsilon,
-                   delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
-                   n_train=n_train, batch_size=cfg.batch_size, steps=self.total_steps,
-                   accountant=cfg.dp_accountant, chunk=cfg.dp_chunk,
-                   prior=(init.history(),) if init is not None else ())
-        dp.init = init
-        return dp
+        return DPSGD(self.objective, self.optimizer, epsilon=cfg.dp_epsilon,
+                     delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
+                     n_train=n_train, batch_size=cfg.batch_size, steps=self.total_steps,
+                     accountant=cfg.dp_accountant, chunk=cfg.dp_chunk,
+                     init=planned_init(self.objective, n_train))
 
     def _data_dependent_init(self) -> None:
         """The objective's data-dependent init on a larger batch (ActNorm sets itself)."""
