@@ -196,8 +196,9 @@ def markdown(out: dict) -> str:
         (f"Glow (its defaults) with the one-hot label as context and a class-conditional prior; "
         f"{s['dp_epochs']} epochs at expected batch {s['dp_batch']} (Poisson sampling, "
         f"q = {s['dp_batch']}/54,000), Adam, clip C = {s['dp_clip']}, delta = {s['dp_delta']}, "
-        "RDP accountant (opacus); no data-dependent init in the DP runs. 'inf' is the same "
-        "model, batch and steps trained without DP (no clipping, no noise, ActNorm initialised "
+        "RDP accountant (opacus); in the DP runs the first ActNorm starts from the accounted "
+        "Gaussian-mechanism estimate of its input statistics, the others at the identity. "
+        "'inf' is the same model, batch and steps trained without DP (no clipping, no noise, ActNorm initialised "
         "from data). Test bits/dim is of x given its label on the 10,000 test images (it "
         "bounds the unconditional bits/dim to within log2(10)/784 = 0.004). Membership "
         "inference: likelihood threshold on "
@@ -205,10 +206,12 @@ def markdown(out: dict) -> str:
         "split (held out of the same training images; the test split differs in difficulty, "
         "see `privacy/report.py`). Synthetic "
         "utility: classifiers trained on 10,000 class-balanced samples, tested on the real "
-        "test set; beside them, the same classifiers on 10,000 real training images."),
+        "test set; beside them, the same classifiers on 10,000 real training images. The "
+        "train wall time depends on what ran beside (up to three runs shared the 2 cores); it "
+        "is not a speed figure."),
         "",
         ("| epsilon | spent | noise multiplier | steps | test bits/dim | MIA AUC | TPR at 1% FPR "
-        "| logistic regression on synthetic | MLP on synthetic | train time |"),
+        "| logistic regression on synthetic | MLP on synthetic | train wall time |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     real = None
