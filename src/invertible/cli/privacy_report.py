@@ -36,6 +36,9 @@ def _sections(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: Any) -> None:
+    from ..privacy.report import ReportSettings
+
+    d = ReportSettings()  # the defaults live with the settings, stated once
     p = sub.add_parser(
         "privacy-report", help="measured leakage: reconstruction attacks on the codes, "
         "membership inference, utility",
@@ -48,31 +51,31 @@ def add_parser(sub: Any) -> None:
     add_run_args(p, data=True)
     p.add_argument("-o", "--out-dir", default=None, help="output folder (default RUN/privacy)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
-    p.add_argument("--n", dest="n_list", type=_n_list, default=[10, 100, 1000, 10000],
+    p.add_argument("--n", dest="n_list", type=_n_list, default=d.n_list,
                    metavar="N,N,...", help="known-plaintext pair counts (default "
                    "10,100,1000,10000; capped at the training split's size)")
-    p.add_argument("--targets", type=positive_int, default=1000,
-                   help="held-out test images every attack is scored on (default 1000; at most "
+    p.add_argument("--targets", type=positive_int, default=d.targets,
+                   help="held-out test images every attack is scored on (default %(default)s; at most "
                    "the test split less a public part for data-dependent init)")
-    p.add_argument("--attack-steps", type=positive_int, default=2000,
-                   help="Adam steps of each known-plaintext decoder (default 2000)")
-    p.add_argument("--attack-batch", type=positive_int, default=64,
-                   help="batch size of the known-plaintext decoders (default 64)")
-    p.add_argument("--decoder-hidden", type=positive_int, default=1024,
-                   help="width of the MLP decoder (default 1024)")
-    p.add_argument("--seeds", type=nonneg_int, default=3,
-                   help="freshly initialised models for the architecture-only attack (default 3)")
+    p.add_argument("--attack-steps", type=positive_int, default=d.attack_steps,
+                   help="Adam steps of each known-plaintext decoder (default %(default)s)")
+    p.add_argument("--attack-batch", type=positive_int, default=d.attack_batch,
+                   help="batch size of the known-plaintext decoders (default %(default)s)")
+    p.add_argument("--decoder-hidden", type=positive_int, default=d.decoder_hidden,
+                   help="width of the MLP decoder (default %(default)s)")
+    p.add_argument("--seeds", type=nonneg_int, default=d.seeds,
+                   help="freshly initialised models for the architecture-only attack (default %(default)s)")
     p.add_argument("--independent", nargs="+", default=[], metavar="RUN2",
                    help="independently trained runs of the same architecture to decode with")
-    p.add_argument("--mia-n", type=positive_int, default=1000,
-                   help="members and non-members for membership inference (default 1000)")
-    p.add_argument("--utility-train", type=positive_int, default=10000,
-                   help="training examples for the utility classifiers (default 10000)")
+    p.add_argument("--mia-n", type=positive_int, default=d.mia_n,
+                   help="members and non-members for membership inference (default %(default)s)")
+    p.add_argument("--utility-train", type=positive_int, default=d.utility_train,
+                   help="training examples for the utility classifiers (default %(default)s)")
     p.add_argument("--utility-test", type=positive_int, default=None,
                    help="test examples for the utility classifiers (default all)")
-    p.add_argument("--synthetic-n", type=positive_int, default=10000,
-                   help="conditional runs: synthetic samples for the classifiers (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness")
+    p.add_argument("--synthetic-n", type=positive_int, default=d.synthetic_n,
+                   help="conditional runs: synthetic samples for the classifiers (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the attacks' randomness")
     p.add_argument("--sections", type=_sections, default=None, metavar="S,S,...",
                    help="the parts to measure, of reconstruction, membership, utility, "
                    "synthetic (default all; e.g. membership,synthetic for a DP run)")
