@@ -108,7 +108,7 @@ def test_info(run_dir, capsys):
 
 
 @pytest.mark.parametrize("cmd", ["train", "evaluate", "sample", "interpolate", "encode",
-                                 "decode", "info", None])
+                                 "decode", "compress", "decompress", "info", None])
 def test_help_everywhere(cmd, capsys):
     assert main(([cmd] if cmd else []) + ["--help"]) == 0
     assert "usage:" in capsys.readouterr().out

@@ -4,7 +4,8 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 ``inverse(z) -> (x, logabsdet)``, with ``logabsdet`` of shape ``(batch,)``.
 """
 
-from . import core, distributions, layers, models, nets, privacy, training
+from . import codec, core, distributions, layers, models, nets, privacy, training
+from .codec import *
 from .core import *
 from .distributions import *
 from .layers import *
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 # Built from the submodules so that a new public name needs declaring only once.
 __all__ = [  # noqa: PLE0604
+    *codec.__all__,
     *core.__all__,
     *distributions.__all__,
     *layers.__all__,

@@ -11,13 +11,14 @@ from .common import Parser, UsageError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "reduce",
-             "reconstruct", "invert", "privacy-report", "info")
+_COMMANDS = ("train", "evaluate", "sample", "interpolate", "encode", "decode", "compress",
+             "decompress", "reduce", "reconstruct", "invert", "privacy-report", "info")
 
 
 def build_parser() -> Parser:
     from . import (
         codec,
+        compress,
         evaluate,
         info,
         interpolate,
@@ -44,6 +45,7 @@ def build_parser() -> Parser:
     sample.add_parser(sub)
     interpolate.add_parser(sub)
     codec.add_parsers(sub)
+    compress.add_parsers(sub)
     reduce.add_parser(sub)
     reconstruct.add_parser(sub)
     invert.add_parser(sub)

@@ -372,4 +372,6 @@ def _default_model(kind: str, task: str) -> str:
         return "convnet"
     if task == "vae":
         return "vae"
+    if task == "codec":
+        return "idf"
     return DEFAULT_MODELS[kind]

@@ -14,6 +14,7 @@ from ..config import ConfigError
 from .autoencoder import AutoencoderObjective
 from .base import EVAL_SEED, SAMPLE_SEED, DataSpec, Objective, TaskError, fixed_rng, seeded_samples
 from .classify import ClassifierObjective
+from .codec import CodecObjective
 from .density import DensityObjective, round_trip_error
 from .flowgmm import FlowGMMObjective
 from .vae import VAEObjective
@@ -23,6 +24,7 @@ __all__ = [
     "SAMPLE_SEED",
     "AutoencoderObjective",
     "ClassifierObjective",
+    "CodecObjective",
     "DataSpec",
     "DensityObjective",
     "FlowGMMObjective",
@@ -185,7 +187,35 @@ def _vae(cfg: Any, data: DataSpec) -> Objective:
     return VAEObjective(vae, data, iwae_k=iwae_k, **opts)
 
 
+def _codec(cfg: Any, data: DataSpec) -> Objective:
+    """The integer discrete flow (``--model idf``), sized by its model options."""
+    from ...codec.integer_flow import IntegerFlow
+    from ...models.registry import ModelError, check_int
+
+    if cfg.model not in (None, "", "idf"):
+        raise TaskError(f"the codec task trains its own model (--model idf), not '{cfg.model}'")
+    if data.kind != "image" or data.n_bins is None:
+        raise TaskError("the codec task needs image data")
+    if cfg.task_options:
+        raise TaskError(f"the codec task has no option {', '.join(sorted(cfg.task_options))}")
+    opts = {**IntegerFlow.options(), **cfg.model_options}
+    unknown = sorted(set(opts) - set(IntegerFlow.options()))
+    if unknown:
+        raise TaskError(f"the integer flow has no model option {', '.join(unknown)} (it takes "
+                        f"{', '.join(sorted(IntegerFlow.options()))})")
+    try:
+        for name, value in opts.items():
+            check_int("idf", name, value, minimum=0 if name == "seed" else 1)
+        if opts["levels"] < 2:
+            raise ModelError("idf: levels must be at least 2 (the first scale squeezes)")
+        flow = IntegerFlow(data.shape, data.n_bins, **opts)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise TaskError(str(err)) from None
+    return CodecObjective(flow, data)
+
+
 register_objective("density", _density)
 register_objective("autoencoder", _autoencoder)
 register_objective("classify", _classify)
 register_objective("vae", _vae)
+register_objective("codec", _codec)
