@@ -37,7 +37,7 @@ def test_train_evaluate_and_sample_a_codec_run(runs, capsys, tmp_path):
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "the model's cross-entropy" in out
+    assert "the model's cross-entropy" in out and "no dequantization" in out
     n = int(out.split("exact round trips (integer latents back to the very pixels): ")[1]
             .split(" of ")[1].split()[0])
     assert f"{n} of {n}" in out

@@ -31,6 +31,8 @@ class CodecObjective(Objective):
     monitor: ClassVar[str] = "bpd"
     monitor_label: ClassVar[str] = "bits/dim"
     progress_metrics: ClassVar[tuple[str, ...]] = ("bpd",)
+    #: What ``invertible evaluate`` says the figure is of.
+    evaluation_note: ClassVar[str] = "the integer pixels themselves, no dequantization"
 
     def __init__(self, flow: IntegerFlow, data: DataSpec) -> None:
         super().__init__(data)
