@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._runs import add_run_args, open_from_args
-from .common import UsageError, positive_int, say
+from .common import UsageError, output_path, positive_int, say
 
 
 def add_parsers(sub: Any) -> None:
@@ -76,15 +76,7 @@ def run_compress(args: argparse.Namespace) -> int:
     from ..codec.images import ImageInputError, read_images
     from ..training.checkpoint import atomic_write_bytes
 
-    out = Path(args.output)
-    if out.suffix.lower() != ".inv":
-        raise UsageError(f"output {out} must end in .inv")
-    if out.is_dir():
-        raise UsageError(f"output {out} is a directory")
-    if out.exists() and not args.force:
-        raise UsageError(f"output {out} exists (use --force to overwrite it)")
-    if not out.parent.is_dir():
-        raise UsageError(f"folder {out.parent} does not exist")
+    out = output_path(args.output, args.force, (".inv",))
     try:
         images = read_images(args.input)
         compressor = _compressor(args)

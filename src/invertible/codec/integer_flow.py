@@ -17,6 +17,7 @@ and sampling both use it, with a different ``draw``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -259,5 +260,6 @@ class IntegerFlow(nn.Module):
 
     @classmethod
     def options(cls) -> dict[str, Any]:
-        """The model options and their defaults."""
-        return {"levels": 3, "depth": 4, "hidden": 64, "components": 3, "seed": 0}
+        """The model options (``--model-option``) and their defaults, from the signature."""
+        params = inspect.signature(cls.__init__).parameters
+        return {k: p.default for k, p in params.items() if k not in ("self", "shape", "n_bins")}
