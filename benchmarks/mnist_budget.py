@@ -29,6 +29,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 PUBLISHED = {"Glow (Kingma & Dhariwal 2018)": 1.05, "RealNVP (Dinh et al. 2017)": 1.06}
 
 
+def parameter_count(model: str, options: dict) -> int:
+    """Parameters of the named model on MNIST's (1, 28, 28) with a run's model options."""
+    from invertible import build_model
+
+    return sum(p.numel() for p in build_model(model, (1, 28, 28), **options).parameters())
+
+
 def run_cell(model: str, budget: int, data_dir: Path, runs: Path, extra: list[str]) -> dict:
     out = runs / f"mnist-{model}-{budget}s"
     cmd = [sys.executable, "-m", "invertible", "train", "--data", "mnist", "--data-dir",
@@ -43,11 +50,13 @@ def run_cell(model: str, budget: int, data_dir: Path, runs: Path, extra: list[st
     print(ev.stdout, flush=True)
     figures = json.loads(ev.stdout.strip().splitlines()[-1])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    config = json.loads((out / "config.json").read_text())
     rates = [m["images_per_s"] for m in metrics if m.get("images_per_s")]
     return {
         "model": model, "budget_s": budget, "test_bpd": figures["bpd"],
         "ci95": 1.96 * figures["bpd_std"] / figures["n"] ** 0.5, "steps": figures["step"],
         "images_per_s": sorted(rates)[len(rates) // 2] if rates else None,
+        "params": parameter_count(config["train"]["model"], config["train"]["model_options"]),
         "wall_s": round(wall, 1), "command": " ".join(cmd[1:]).replace(str(runs), "RUNS"),
         "extra": extra, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
     }
@@ -61,12 +70,14 @@ def write_table(cells: list[dict]) -> None:
         "MNIST test images with a 95% interval over images (uniform dequantization);",
         "images/s is the median training throughput logged during the run.",
         "",
-        "| model | budget | test bits/dim | steps | train images/s | machine | date | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | parameters | budget | test bits/dim | steps | train images/s | machine | date "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted(cells, key=lambda c: (c["model"], c["budget_s"])):
         ips = f"{c['images_per_s']:.0f}" if c["images_per_s"] else "-"
-        lines.append(f"| {c['model']} {' '.join(c['extra'])} | {c['budget_s'] // 60} min | "
+        params = f"{c['params']:,}" if c.get("params") else "-"
+        lines.append(f"| {c['model']} {' '.join(c['extra'])} | {params} | {c['budget_s'] // 60} min | "
                      f"{c['test_bpd']:.3f} ± {c['ci95']:.3f} | {c['steps']} | {ips} | "
                      f"{c['machine']} | {c['date']} | {c.get('note', '')} |")
     lines += ["", "Best published values (long GPU training, for scale):", ""]

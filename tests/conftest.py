@@ -29,6 +29,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """``one_thread`` for module-scoped fixtures, which run before function-scoped ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     """The MNIST IDX files beside the checkout; skips with a reason when absent."""

@@ -433,3 +433,98 @@ def test_inverse_differentiable_in_training():
     x, ld = m.inverse(z)
     (x.sum() + ld.sum()).backward()
     assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+
+
+# -- the frequency-major layout, the row systems and the conjugate-pair log-det -------------
+def _full_spectrum_inverse(m: CircularConv2d, z: torch.Tensor) -> torch.Tensor:
+    """An independent inverse: the full complex FFT, one column solve per frequency."""
+    from invertible.layers._fourier import kernel_spectrum
+
+    h, w = z.shape[-2:]
+    blocks = kernel_spectrum(m.weight.detach(), h, w, full=True)  # (h, w, C, C)
+    spec = torch.fft.fft2(z - m.bias.detach().view(1, -1, 1, 1)).permute(2, 3, 1, 0)
+    sol = torch.linalg.solve(blocks, spec)  # (h, w, C, B)
+    return torch.fft.ifft2(sol.permute(3, 2, 0, 1)).real
+
+
+def _full_spectrum_logdet(m: CircularConv2d, h: int, w: int) -> torch.Tensor:
+    from invertible.layers._fourier import kernel_spectrum
+
+    blocks = kernel_spectrum(m.weight.detach(), h, w, full=True)
+    return torch.linalg.slogdet(blocks).logabsdet.sum()
+
+
+# The last two are large enough (B C x h wr >= 60 x 60) for PyTorch's tiled 2-D transpose.
+LAYOUT_SIZES = [(3, 2, 5, 6, 5), (2, 3, 3, 4, 3), (4, 16, 16, 16, 3), (5, 8, 12, 9, 5)]
+
+
+@pytest.mark.parametrize("b,c,h,w,k", LAYOUT_SIZES)
+@pytest.mark.parametrize(
+    "linalg,solver",
+    [("complex", "lu"), ("real", "lu"), ("complex", "inverse"), ("real", "inverse")],
+)
+def test_row_layout_inverse_matches_full_spectrum_solve_in_float64(b, c, h, w, k, linalg, solver):
+    m = _layer(c, k, linalg=linalg, solver=solver)
+    z = torch.randn(b, c, h, w, dtype=torch.float64)
+    expected = _full_spectrum_inverse(m, z)
+    with torch.no_grad():
+        cached, _ = m.inverse(z)
+    graph, _ = m.inverse(z)  # weights require grad: the differentiable solve
+    assert cached.is_contiguous()
+    torch.testing.assert_close(cached, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(graph, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("b,c,h,w,k", LAYOUT_SIZES)
+@pytest.mark.parametrize("linalg", ["complex", "real"])
+def test_conjugate_pair_logdet_matches_full_spectrum_in_float64(b, c, h, w, k, linalg):
+    m = _layer(c, k, linalg=linalg)
+    expected = _full_spectrum_logdet(m, h, w)
+    graph = m.logabsdet(h, w)  # differentiable: unique blocks of the half spectrum
+    with torch.no_grad():
+        m.clear_cache()
+        logdet_only = m.logabsdet(h, w)  # no LU of the whole half spectrum yet
+        m.clear_cache()
+        m.inverse(torch.randn(b, c, h, w, dtype=torch.float64))
+        after_inverse = m.logabsdet(h, w)  # from the inverse's LU of every block
+    for value in (graph, logdet_only, after_inverse):
+        torch.testing.assert_close(value.detach(), expected, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 2), (3, 4), (4, 3), (8, 8), (7, 9), (32, 32)])
+def test_half_spectrum_unique_counts_every_full_spectrum_block_once(h, w):
+    from invertible.layers._fourier import half_spectrum_unique
+
+    index, weight = half_spectrum_unique(h, w, torch.device("cpu"))
+    assert weight.sum().item() == h * w
+    assert index.unique().numel() == index.numel() <= h * (w // 2 + 1)
+    # Self-conjugate columns keep rows 0 .. h // 2 only; every other column is whole.
+    self_conj = 1 + (w % 2 == 0 and w > 1)
+    assert index.numel() == self_conj * (h // 2 + 1) + (w // 2 + 1 - self_conj) * h
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("b,c,h,wr", [(2, 3, 4, 3), (4, 16, 16, 9), (1, 1, 5, 3)])
+def test_frequency_major_is_the_permutation_with_one_or_more_threads(b, c, h, wr, threads):
+    from invertible.layers._fourier import frequency_major
+
+    spec = torch.randn(b, c, h, wr, dtype=torch.complex128)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # one thread: the tiled 2-D transpose; more: strided copy
+    try:
+        rows = frequency_major(spec)
+    finally:
+        torch.set_num_threads(before)
+    assert rows.is_contiguous()
+    assert torch.equal(rows, spec.permute(2, 3, 0, 1))
+
+
+def test_fft_forward_matches_the_spatial_convolution_in_float64():
+    torch.manual_seed(3)
+    spatial = _layer(8, 7, method="spatial")
+    fft = copy.deepcopy(spatial)
+    fft.method = "fft"
+    x = torch.randn(6, 8, 12, 10, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)

@@ -214,3 +214,56 @@ def test_mnist_training_improves_bits_per_dim(mnist_dir):
     after = _test_bpd(flow, test, 256)
     assert after <= before - 2.0, f"bits/dim {before:.3f} -> {after:.3f}"
     assert 0.5 < after < 4.0, f"bits/dim after training {after:.3f}"
+
+
+# -- the paper preset (flowgmm's iCNN3d layout) ---------------------------------------------
+def test_paper_preset_has_the_papers_layout_on_mnist_shapes():
+    from invertible import ActNorm, SneakyReLU, build_model
+    from invertible.layers.downsampling import InvertibleAvgPool2d
+    from invertible.layers.reshape import FactorOut
+
+    flow = build_model("iconvnet-paper", (1, 28, 28))
+    net = flow.bijection
+    convs = net.convolutions()
+    # 3 scales (28 -> 14 -> 7) of 3 convolutions, and one closing convolution.
+    assert [m.channels for m in convs] == [1] * 3 + [4] * 3 + [16] * 4
+    assert all(m.kernel_size == 3 and m.bias is not None for m in convs)
+    assert sum(isinstance(m, InvertibleAvgPool2d) for m in net.modules()) == 2
+    slopes = {m.slope for m in net.modules() if isinstance(m, SneakyReLU)}
+    assert slopes == {0.1}
+    assert not any(isinstance(m, (ActNorm, FactorOut, AffineCoupling)) for m in net.modules())
+    assert sum(p.numel() for p in flow.parameters()) == 3 * 10 + 3 * (16 * 9 + 4) + 4 * (
+        256 * 9 + 16)
+    # The paper's 32 x 32 networks pool three times: four scales.
+    assert build_model("iconvnet-paper", (3, 32, 32)).bijection.config["levels"] == 4
+
+
+def test_paper_preset_round_trips_mnist_sized_images_in_float32_and_float64():
+    from invertible import build_model
+
+    torch.manual_seed(0)
+    flow = build_model("iconvnet-paper", (1, 28, 28))
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = _dequantize(torch.randint(0, 256, (4, 1, 28, 28)).float(), 256)
+    # float32 loses ~1e-4 through ten convolutions and the logit; float64 is the exact check.
+    for dtype, tol in ((torch.float32, 1e-3), (torch.float64, 1e-10)):
+        f = flow.to(dtype)
+        with torch.no_grad():
+            z, ld = f.bijection(x.to(dtype))
+            back, ld_inv = f.bijection.inverse(z)
+        assert z.shape == x.shape
+        torch.testing.assert_close(back, x.to(dtype), rtol=tol, atol=tol)
+        torch.testing.assert_close(ld_inv, -ld, rtol=tol, atol=tol * 100)
+
+
+def test_paper_preset_refuses_options_it_cannot_honour():
+    from invertible import ModelError, build_model
+
+    with pytest.raises(ModelError, match="cannot be pooled 3 times"):
+        build_model("iconvnet-paper", (1, 28, 28), levels=4)
+    with pytest.raises(ModelError, match="kernel_size must be odd"):
+        build_model("iconvnet-paper", (1, 28, 28), kernel_size=4)
+    with pytest.raises(ModelError, match="no option 'hybrid'|unexpected|hybrid"):
+        build_model("iconvnet-paper", (1, 28, 28), hybrid=True)

@@ -23,15 +23,6 @@ SMALL_REPORT = ["--n", "10,1000", "--attack-steps", "150", "--decoder-hidden", "
 
 
 @pytest.fixture(scope="module")
-def single_thread():
-    # Module fixtures train before the function-scoped one_thread fixture would apply.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, single_thread):
     out = tmp_path_factory.mktemp("privacy") / "digits"
     assert main(["train", *TINY, "--out", str(out)]) == 0

@@ -198,3 +198,20 @@ def test_amp_trains_on_cpu_in_bfloat16(tmp_path, model):
     assert bf16[-1] < bf16[0] - 0.05  # it trains
     # The test pass runs in float32 on both: the bfloat16-trained weights are about as good.
     assert abs(bf16_test - f32_test) < 0.05 * f32_test
+
+
+def test_run_folder_keeps_the_final_pictures_and_the_newest_ten_per_kind(tmp_path):
+    from invertible.training.loop import MAX_PICTURE_HISTORY
+
+    out = tmp_path / "run"
+    # 15 sample points (every 2 of 30 steps): the 5 oldest pictures of each kind are removed.
+    assert main(["train", "--model", "elementwise", "--steps", "30", "--batch-size", "16",
+                 "--val-every", "2", "--sample-every", "2", "--no-progress",
+                 "--out", str(out)]) == 0
+    folders = [p for p in out.iterdir() if p.is_dir() and list(p.glob("step_*"))]
+    assert folders, "no picture history was written"
+    for folder in folders:
+        history = sorted(p.name for p in folder.glob("step_*"))
+        assert len(history) == MAX_PICTURE_HISTORY, (folder.name, history)
+        assert history[0].startswith("step_0000012") and history[-1].startswith("step_0000030")
+        assert list(folder.glob("final*")), f"{folder.name} lost its final picture"

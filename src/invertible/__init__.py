@@ -4,10 +4,11 @@ Every layer maps data to latent: ``forward(x) -> (z, logabsdet)`` and
 ``inverse(z) -> (x, logabsdet)``, with ``logabsdet`` of shape ``(batch,)``.
 """
 
-from . import codec, core, distributions, layers, models, nets, privacy, training
+from . import codec, core, distributions, evaluation, layers, models, nets, privacy, training
 from .codec import *
 from .core import *
 from .distributions import *
+from .evaluation import *
 from .layers import *
 from .models import *
 from .nets import *
@@ -21,6 +22,7 @@ __all__ = [  # noqa: PLE0604
     *codec.__all__,
     *core.__all__,
     *distributions.__all__,
+    *evaluation.__all__,
     *layers.__all__,
     *models.__all__,
     *nets.__all__,

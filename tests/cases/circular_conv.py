@@ -2,6 +2,7 @@ import torch
 
 from invertible import ActNorm, CircularConv2d, Inverse, Sequential, SneakyReLU
 from invertible.models.iconvnet import IConvNet
+from invertible.models.iconvnet_paper import PaperIConvNet
 
 from registry import Case, perturb_parameters
 
@@ -83,5 +84,20 @@ CASES = [
         lambda: IConvNet((1, 4, 4), depth=1, downsample="nn", logit_alpha=None),
         (1, 4, 4),
         prepare=_perturbed_actnorm_marked,
+    ),
+    Case(
+        # The paper's layout: no stem, no ActNorm, average pooling, no factor-out; three
+        # scales so that the pooled 4 x 4 and 2 x 2 stages (kernels shrunk to 1) are covered.
+        "iconvnet_paper",
+        lambda: PaperIConvNet((1, 8, 8), levels=3, depth=2),
+        (1, 8, 8),
+        sample=_unit_interval,
+        bad_shapes=[(1, 8, 6), (2, 8, 8)],
+    ),
+    Case(
+        "iconvnet_paper_rgb_nonsquare",
+        lambda: PaperIConvNet((3, 4, 6), levels=2, depth=1, kernel_size=5),
+        (3, 4, 6),
+        sample=_unit_interval,
     ),
 ]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._runs import add_run_args, load_run_split, open_from_args
-from .common import UsageError, positive_int, say
+from .common import UsageError, positive_int, say, warn
+
+if TYPE_CHECKING:
+    from ..evaluation import RunScore
+    from ..training.run import LoadedRun
 
 
 def add_parser(sub: Any) -> None:
@@ -19,7 +23,11 @@ def add_parser(sub: Any) -> None:
                        "inverse(forward(x)) for density runs; accuracy (and, for invertible "
                        "classifiers, the reconstruction error from the features) for classify "
                        "runs; reconstruction error for autoencoder runs; for VAE runs the -ELBO, its KL, the "
-                       "importance-weighted NLL estimate (-IWAE) and the active latent units.")
+                       "importance-weighted NLL estimate (-IWAE) and the active latent units. "
+                       "Image runs that sample, on labelled data, also get a sample-quality "
+                       "score: a small classifier trained on the real train split rates "
+                       "samples and real test images (mean max class probability, label "
+                       "entropy, Inception Score).")
     add_run_args(p, data=True)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -28,6 +36,12 @@ def add_parser(sub: Any) -> None:
                    "the run's, 1000)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N examples of the split")
+    p.add_argument("--score-samples", type=positive_int, default=1000, metavar="N",
+                   help="image runs with class labels: the sample-quality score of N samples "
+                   "and N real test images (default 1000), by a classifier trained on the "
+                   "real train split and cached in the run folder")
+    p.add_argument("--no-sample-score", action="store_true",
+                   help="skip the sample-quality score")
     p.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     p.set_defaults(run=run)
 
@@ -61,8 +75,30 @@ def run(args: argparse.Namespace) -> int:
     say(f"({task}; {kind}; {weights})")
     for line in r.objective.describe_diagnostics(extra):
         say(line)
+    quality = None if args.no_sample_score else _sample_quality(r, args)
     if args.json:
         say(json.dumps({"split": args.split, "task": r.config.task,
                         "conditional": r.config.conditional, **figures, **extra,
+                        **({"sample_quality": quality.as_dict()} if quality else {}),
                         "step": r.meta.get("step")}))
     return 0
+
+
+def _sample_quality(r: LoadedRun, args: argparse.Namespace) -> RunScore | None:
+    """Print the sample-quality score of an image run with labels (the run's evaluation
+    weights, seeded samples); other runs get one line saying why not, vector runs none."""
+    from ..evaluation import cache_stem, score_run, unscorable_reason
+
+    if r.objective.kind != "image":
+        return None
+    reason = unscorable_reason(r.objective, private=r.config.dp_epsilon is not None)
+    if reason is not None:
+        say(f"(no sample-quality score: {reason})")
+        return None
+    train = load_run_split(r, "train", args.data_dir)
+    test = load_run_split(r, "test", args.data_dir)
+    score = score_run(r.objective, train, test, cache_stem(r.paths.root), args.score_samples,
+                      warn=warn)
+    for line in score.lines():
+        say(line)
+    return score

@@ -32,11 +32,14 @@ from torch import Tensor, nn
 
 from ..core import Bijection, InvalidInputError
 from ._fourier import (
+    frequency_major,
     half_spectrum_multiplicity,
+    half_spectrum_unique,
     kernel_spectrum,
+    kernel_spectrum_at,
     lift,
-    lift_vector,
-    unlift_vector,
+    lift_rows,
+    unlift_rows,
 )
 
 __all__ = ["CircularConv2d", "ConditioningWarning", "IllConditionedError"]
@@ -258,15 +261,21 @@ class CircularConv2d(Bijection):
         self._cache_key = None
         self._cache_weight = None
 
+    def _system(self, blocks: Tensor) -> Tensor:
+        """The matrices of the row systems ``X W_hat(f)^T = Z`` that inverses solve.
+
+        Spectra are laid out with one row per image at each frequency (``frequency_major``),
+        so an inverse solves ``X A^T = Z``: ``A = W_hat(f)``, or ``lift(W_hat(f))`` for
+        ``linalg='real'`` (with ``lift_rows``). ``|det A^T| = |det A|``.
+        """
+        return (lift(blocks) if self.linalg == "real" else blocks).mT
+
     def _factors(self, h: int, w: int) -> tuple[Tensor, Tensor]:
-        """Cached LU factors of the half-spectrum blocks (lifted when ``linalg='real'``)."""
+        """Cached LU factors of ``_system`` at every half-spectrum frequency."""
         entry = self._entry(h, w)
         if "lu" not in entry:
             with torch.no_grad():
-                blocks = self._blocks(h, w)
-                if self.linalg == "real":
-                    blocks = lift(blocks)
-                lu, piv, info = torch.linalg.lu_factor_ex(blocks)
+                lu, piv, info = torch.linalg.lu_factor_ex(self._system(self._blocks(h, w)))
             if bool((info > 0).any()):
                 raise IllConditionedError(
                     f"CircularConv2d: the kernel is singular at {int((info > 0).sum())} "
@@ -276,7 +285,7 @@ class CircularConv2d(Bijection):
         return entry["lu"]  # type: ignore[return-value]
 
     def _inverse_blocks(self, h: int, w: int) -> Tensor:
-        """Cached explicit inverses of the (lifted) blocks, for ``solver='inverse'``."""
+        """Cached explicit inverses of ``_system``, for ``solver='inverse'``."""
         entry = self._entry(h, w)
         if "inv" not in entry:
             lu, piv = self._factors(h, w)
@@ -285,15 +294,18 @@ class CircularConv2d(Bijection):
                 entry["inv"] = torch.linalg.lu_solve(lu, piv, eye.expand_as(lu))
         return entry["inv"]  # type: ignore[return-value]
 
-    def _solve_cached(self, h: int, w: int, rhs: Tensor) -> Tensor:
+    def _solve_rows(self, h: int, w: int, rhs: Tensor) -> Tensor:
+        """``X`` with ``X W_hat(f)^T = rhs`` at every frequency; ``rhs`` is ``(h, wr, B, C)``."""
         if self.linalg == "real":
-            rhs = lift_vector(rhs)
-        if self.solver == "inverse":
-            sol = self._inverse_blocks(h, w) @ rhs
+            rhs = lift_rows(rhs)
+        if self._needs_graph():
+            sol = torch.linalg.solve(self._system(self.spectrum(h, w)), rhs, left=False)
+        elif self.solver == "inverse":
+            sol = rhs @ self._inverse_blocks(h, w)
         else:
             lu, piv = self._factors(h, w)
-            sol = torch.linalg.lu_solve(lu, piv, rhs)
-        return unlift_vector(sol) if self.linalg == "real" else sol
+            sol = torch.linalg.lu_solve(lu, piv, rhs, left=False)
+        return unlift_rows(sol) if self.linalg == "real" else sol
 
     # -- log-det ------------------------------------------------------------------------------
     def logabsdet(self, h: int, w: int) -> Tensor:
@@ -308,22 +320,36 @@ class CircularConv2d(Bijection):
 
     def _logabsdet(self, h: int, w: int) -> Tensor:
         if self._needs_graph():
-            mult = half_spectrum_multiplicity(h, w, self.weight.dtype, self.weight.device)
-            blocks = self.spectrum(h, w)
-            if self.linalg == "real":
-                per_freq = 0.5 * torch.linalg.slogdet(lift(blocks)).logabsdet
-            else:
-                per_freq = torch.linalg.slogdet(blocks).logabsdet
-            return (per_freq * mult).sum()
+            return self._unique_logabsdet(h, w)
         entry = self._entry(h, w)
         if "logdet" not in entry:
-            lu, _ = self._factors(h, w)
-            per_freq = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
-            if self.linalg == "real":
-                per_freq = 0.5 * per_freq
-            mult = half_spectrum_multiplicity(h, w, self.weight.dtype, self.weight.device)
-            entry["logdet"] = (per_freq * mult).sum()
+            if "lu" in entry:  # an inverse factorised every block already
+                lu, _ = self._factors(h, w)
+                per_block = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
+                if self.linalg == "real":
+                    per_block = 0.5 * per_block
+                mult = half_spectrum_multiplicity(h, w, per_block.dtype, per_block.device)
+                entry["logdet"] = (per_block * mult).sum()
+            else:
+                with torch.no_grad():
+                    entry["logdet"] = self._unique_logabsdet(h, w)
         return entry["logdet"]  # type: ignore[return-value]
+
+    def _unique_logabsdet(self, h: int, w: int) -> Tensor:
+        """``sum_f log|det W_hat(f)|``, factorising one block of each conjugate pair only
+        (``half_spectrum_unique``); differentiable when the weights are."""
+        index, weight = half_spectrum_unique(h, w, self.weight.device)
+        unique = kernel_spectrum_at(self.weight, h, w, index)
+        # The transposed system: LAPACK's column-major copy of it is a plain memory copy.
+        system = self._system(unique)
+        if torch.is_grad_enabled() and system.requires_grad:
+            per_block = torch.linalg.slogdet(system).logabsdet
+        else:  # the bare LU: 7 % faster than slogdet, which also forms the sign
+            lu = torch.linalg.lu_factor_ex(system).LU
+            per_block = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
+        if self.linalg == "real":
+            per_block = 0.5 * per_block
+        return (per_block * weight.to(per_block.dtype)).sum()
 
     # -- the two directions -------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -335,11 +361,11 @@ class CircularConv2d(Bijection):
 
     def _forward(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
         if self._use_fft(h, w):
-            # Contiguous frequency-major operands: with a strided one, the CPU complex
-            # batched matmul copies once per frequency (seen in the profiler).
-            spec = torch.fft.rfft2(x).permute(2, 3, 1, 0).contiguous()  # (h, wr, C, B)
-            out = self._blocks(h, w) @ spec  # (h, wr, C, B)
-            z = torch.fft.irfft2(out.permute(3, 2, 0, 1).contiguous(), s=(h, w))
+            rows = frequency_major(torch.fft.rfft2(x))  # (h, wr, B, C)
+            out = rows @ self._blocks(h, w).mT
+            # The transform reads the frequency-major rows in place and, since B and C
+            # keep their order, writes a contiguous (B, C, h, w) image.
+            z = torch.fft.irfft2(out.permute(2, 3, 0, 1), s=(h, w))
             if self.bias is not None:
                 z = z + self.bias.view(1, -1, 1, 1)
         else:
@@ -356,18 +382,13 @@ class CircularConv2d(Bijection):
             return self._inverse(z.to(self.weight.dtype), h, w)
 
     def _inverse(self, z: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+        rhs = frequency_major(torch.fft.rfft2(z))  # (h, wr, B, C), our own copy
         if self.bias is not None:
-            z = z - self.bias.view(1, -1, 1, 1)
-        rhs = torch.fft.rfft2(z).permute(2, 3, 1, 0).contiguous()  # (h, wr, C, B), as above
-        if self._needs_graph():
-            blocks = self.spectrum(h, w)
-            if self.linalg == "real":
-                sol = unlift_vector(torch.linalg.solve(lift(blocks), lift_vector(rhs)))
-            else:
-                sol = torch.linalg.solve(blocks, rhs)
-        else:
-            sol = self._solve_cached(h, w, rhs)
-        x = torch.fft.irfft2(sol.permute(3, 2, 0, 1).contiguous(), s=(h, w))
+            # A constant image is a pure DC term, so the bias comes off one frequency
+            # instead of every pixel.
+            rhs[0, 0] -= (h * w) * self.bias.to(rhs.dtype)
+        sol = self._solve_rows(h, w, rhs)  # (h, wr, B, C)
+        x = torch.fft.irfft2(sol.permute(2, 3, 0, 1), s=(h, w))  # contiguous, as in _forward
         return x, -self._logabsdet(h, w).expand(z.shape[0])
 
     # -- numerical health ---------------------------------------------------------------------

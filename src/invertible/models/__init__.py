@@ -10,6 +10,7 @@ from .autoencoder import InvertibleAutoencoder, PCAHead, latent_order, with_pca_
 from .classifier import LADDER_STEPS, LadderConvNet, build_convnet
 from .glow import build_glow, glow_step
 from .iconvnet import IConvNet, build_iconvnet
+from .iconvnet_paper import PaperIConvNet, build_iconvnet_paper
 from .likelihoods import Bernoulli, DiscretizedLogistic, Likelihood
 from .maf import build_maf
 from .nsf import build_nsf_ar, build_nsf_coupling
@@ -40,9 +41,11 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "PCAHead",
+    "PaperIConvNet",
     "build_convnet",
     "build_glow",
     "build_iconvnet",
+    "build_iconvnet_paper",
     "build_maf",
     "build_model",
     "build_nsf_ar",

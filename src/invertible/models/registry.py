@@ -145,6 +145,13 @@ for _spec in (
         conditional=True,  # with hybrid=true only: the builder refuses a context otherwise
     ),
     ModelSpec(
+        "iconvnet-paper",
+        "invertible.models.iconvnet_paper:build_iconvnet_paper",
+        frozenset({"image"}),
+        "i-ConvNet as the paper's code builds it: logit, per scale 3 x [circular conv -> "
+        "SneakyReLU 0.1], average pooling between scales, no factor-out or normalisation",
+    ),
+    ModelSpec(
         "glow",
         "invertible.models.glow:build_glow",
         frozenset({"image"}),

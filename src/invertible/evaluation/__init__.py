@@ -1,0 +1,37 @@
+"""Evaluation beyond a task's own figures: the sample-quality score of image samples.
+
+A small CNN (``ScoreClassifier``) trained on a run's real training split classifies ``n``
+samples and ``n`` real test images; ``sample_score`` turns class probabilities ``(N, K)``
+into a ``SampleScore`` (mean max probability, label entropy, Inception Score), and
+``score_run`` does both for a run, caching the classifier in the run folder.
+"""
+
+from .run_score import RunScore, sample_levels, score_run, unscorable_reason
+from .sample_score import SampleScore, sample_score
+from .score_classifier import (
+    CACHE_NAME,
+    SCORE_FORMAT,
+    ScoreClassifier,
+    TrainedClassifier,
+    cache_stem,
+    load_or_train_classifier,
+    to_unit,
+    train_score_classifier,
+)
+
+__all__ = [
+    "CACHE_NAME",
+    "SCORE_FORMAT",
+    "RunScore",
+    "SampleScore",
+    "ScoreClassifier",
+    "TrainedClassifier",
+    "cache_stem",
+    "load_or_train_classifier",
+    "sample_levels",
+    "sample_score",
+    "score_run",
+    "to_unit",
+    "train_score_classifier",
+    "unscorable_reason",
+]
