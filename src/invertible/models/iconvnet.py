@@ -110,10 +110,12 @@ class IConvNet(ConvolutionHealth, Bijection):
     ``2 ** (levels - 1 + stem)``. Kernels that do not fit a small scale shrink to the
     largest odd size that does (down to 1x1).
 
-    ``hybrid=True`` adds an ``AffineCoupling`` after every block, whose network has width
-    ``coupling_hidden``: Glow's 3x3 -> 1x1 -> 3x3 (``coupling_net="glow"``, the default: at
-    equal width it costs a third of the ResNet) or a one-block ``ConvResNet`` (``"resnet"``), with alternating channel halves (or a
-    checkerboard when a scale has one channel); the pure design is ``hybrid=False``.
+    ``hybrid=True`` adds an ``AffineCoupling`` after every block, with alternating channel
+    halves (or a checkerboard when a scale has one channel), whose network has width
+    ``coupling_hidden``: a one-block ``ConvResNet`` (``coupling_net="resnet"``, the default,
+    so that runs saved before the option existed rebuild) or Glow's 3x3 -> 1x1 -> 3x3
+    (``"glow"``: a third of the cost at equal width; what the MNIST benchmark uses). The
+    pure design is ``hybrid=False``.
     ``actnorm=False`` uses the convolutions' own bias instead of ActNorm.
     ``logit_alpha=None`` drops the logit preprocessing (then the input is any real image).
     ``context_features=K > 0`` (hybrid only: the couplings are the conditioners) makes it
@@ -136,7 +138,7 @@ class IConvNet(ConvolutionHealth, Bijection):
         logit_alpha: float | None = 0.05,
         linalg: Linalg = "complex",
         coupling_hidden: int = 32,
-        coupling_net: CouplingNet = "glow",
+        coupling_net: CouplingNet = "resnet",
         context_features: int = 0,
         strict: bool = False,
     ) -> None:
