@@ -15,6 +15,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory):
+    """Point the user cache (``$INVERTIBLE_DATA``: downloads, score classifiers) at a folder
+    of this session, so tests neither read nor fill the real one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INVERTIBLE_DATA", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture
 def one_thread():
     """Run on one intra-op thread (restored afterwards); modules opt in with ``usefixtures``.

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from invertible import (
     CircularConv2d,
@@ -16,6 +17,8 @@ from invertible import (
     InvalidInputError,
     build_model,
 )
+from invertible.layers._fourier import frequency_major, half_spectrum_unique, kernel_spectrum
+from invertible.layers.circular_conv import _circular_pad
 
 
 def _layer(c, k, seed=0, scale=0.3, **kw) -> CircularConv2d:
@@ -438,8 +441,6 @@ def test_inverse_differentiable_in_training():
 # -- the frequency-major layout, the row systems and the conjugate-pair log-det -------------
 def _full_spectrum_inverse(m: CircularConv2d, z: torch.Tensor) -> torch.Tensor:
     """An independent inverse: the full complex FFT, one column solve per frequency."""
-    from invertible.layers._fourier import kernel_spectrum
-
     h, w = z.shape[-2:]
     blocks = kernel_spectrum(m.weight.detach(), h, w, full=True)  # (h, w, C, C)
     spec = torch.fft.fft2(z - m.bias.detach().view(1, -1, 1, 1)).permute(2, 3, 1, 0)
@@ -448,8 +449,6 @@ def _full_spectrum_inverse(m: CircularConv2d, z: torch.Tensor) -> torch.Tensor:
 
 
 def _full_spectrum_logdet(m: CircularConv2d, h: int, w: int) -> torch.Tensor:
-    from invertible.layers._fourier import kernel_spectrum
-
     blocks = kernel_spectrum(m.weight.detach(), h, w, full=True)
     return torch.linalg.slogdet(blocks).logabsdet.sum()
 
@@ -493,8 +492,6 @@ def test_conjugate_pair_logdet_matches_full_spectrum_in_float64(b, c, h, w, k, l
 
 @pytest.mark.parametrize("h,w", [(1, 1), (2, 2), (3, 4), (4, 3), (8, 8), (7, 9), (32, 32)])
 def test_half_spectrum_unique_counts_every_full_spectrum_block_once(h, w):
-    from invertible.layers._fourier import half_spectrum_unique
-
     index, weight = half_spectrum_unique(h, w, torch.device("cpu"))
     assert weight.sum().item() == h * w
     assert index.unique().numel() == index.numel() <= h * (w // 2 + 1)
@@ -506,8 +503,6 @@ def test_half_spectrum_unique_counts_every_full_spectrum_block_once(h, w):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("b,c,h,wr", [(2, 3, 4, 3), (4, 16, 16, 9), (1, 1, 5, 3)])
 def test_frequency_major_is_the_permutation_with_one_or_more_threads(b, c, h, wr, threads):
-    from invertible.layers._fourier import frequency_major
-
     spec = torch.randn(b, c, h, wr, dtype=torch.complex128)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # one thread: the tiled 2-D transpose; more: strided copy
@@ -528,3 +523,14 @@ def test_fft_forward_matches_the_spatial_convolution_in_float64():
     with torch.no_grad():
         torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, p", [((2, 3, 5, 7), 1), ((1, 2, 4, 4), 2), ((3, 1, 9, 6), 3)])
+def test_gather_padding_is_circular_padding_with_the_same_gradient(shape, p):
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ours, reference = _circular_pad(x, p), F.pad(x, (p, p, p, p), mode="circular")
+    assert torch.equal(ours, reference)
+    g = torch.randn_like(reference)
+    (g_ours,) = torch.autograd.grad(ours, x, g)
+    (g_ref,) = torch.autograd.grad(reference, x, g)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-13)

@@ -261,7 +261,7 @@ def test_paper_preset_round_trips_mnist_sized_images_in_float32_and_float64():
 def test_paper_preset_refuses_options_it_cannot_honour():
     from invertible import ModelError, build_model
 
-    with pytest.raises(ModelError, match="cannot be pooled 3 times"):
+    with pytest.raises(ModelError, match="cannot be halved 3 times"):
         build_model("iconvnet-paper", (1, 28, 28), levels=4)
     with pytest.raises(ModelError, match="kernel_size must be odd"):
         build_model("iconvnet-paper", (1, 28, 28), kernel_size=4)

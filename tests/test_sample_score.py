@@ -15,6 +15,7 @@ from invertible.evaluation import (
     load_or_train_classifier,
     sample_score,
     score_classifier,
+    shared_stem,
     to_unit,
     train_score_classifier,
     unscorable_reason,
@@ -88,7 +89,7 @@ def test_score_refuses_a_table_that_is_not_probabilities():
 # -- the classifier on real data and on noise ------------------------------------------------
 def test_real_digits_score_near_the_maximum(digits, trained):
     _, test = digits
-    assert trained.test_accuracy > 0.95 and not trained.loaded
+    assert trained.test_accuracy > 0.95
     s = sample_score(_probs(trained.model, test.x))
     assert s.mean_max_prob > 0.9
     assert s.inception_score > 0.8 * K
@@ -133,36 +134,75 @@ def test_training_is_deterministic(digits):
 
 
 # -- the cache --------------------------------------------------------------------------------
-def test_second_call_loads_the_cache(digits, tmp_path, monkeypatch):
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    """An empty user cache of this test's own."""
+    monkeypatch.setenv("INVERTIBLE_DATA", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache" / "score-classifiers"
+
+
+def _no_training(monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained although a cache is sound")
+
+    monkeypatch.setattr(score_classifier, "train_score_classifier", no_training)
+
+
+def test_second_call_loads_the_cache(digits, tmp_path, user_cache, monkeypatch):
     train, test = _small(digits[0], 200), digits[1]
     first = load_or_train_classifier(tmp_path / "clf", train, test)
     assert not first.loaded and first.path == tmp_path / "clf.safetensors"
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("retrained although the cache is sound")
-
-    monkeypatch.setattr(score_classifier, "train_score_classifier", no_training)
+    assert shared_stem(train, test).with_suffix(".safetensors").is_file()
+    assert shared_stem(train, test).parent.parent == user_cache
+    _no_training(monkeypatch)
     second = load_or_train_classifier(tmp_path / "clf", train, test)
     assert second.loaded and second.test_accuracy == first.test_accuracy
     assert torch.equal(_probs(first.model, test.x), _probs(second.model, test.x))
 
 
-def test_corrupt_cache_is_detected_and_rebuilt(digits, tmp_path):
+def test_another_run_on_the_same_data_reuses_the_user_cache(digits, tmp_path, user_cache,
+                                                            monkeypatch):
+    train, test = _small(digits[0], 200), digits[1]
+    first = load_or_train_classifier(tmp_path / "a" / "clf", train, test)
+    _no_training(monkeypatch)
+    other = load_or_train_classifier(tmp_path / "b" / "clf", train, test)
+    assert other.loaded and other.path == tmp_path / "b" / "clf.safetensors"  # its own copy
+    shared_stem(train, test).with_suffix(".safetensors").unlink()
+    messages: list[str] = []
+    copy = load_or_train_classifier(tmp_path / "b" / "clf", train, test, warn=messages.append)
+    assert copy.loaded and not messages  # the copy is a sound checkpoint of its own
+    assert torch.equal(_probs(first.model, test.x), _probs(other.model, test.x))
+    assert shared_stem(_small(digits[0], 150), test) != shared_stem(train, test)
+
+
+def _flip_a_bit(path):
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01  # a flipped bit in the tensor data still parses: only the sha256 sees it
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_cache_is_detected_and_replaced(digits, tmp_path, user_cache):
     train, test = _small(digits[0], 200), digits[1]
     first = load_or_train_classifier(tmp_path / "clf", train, test)
-    raw = bytearray(first.path.read_bytes())
-    raw[-5] ^= 0x01  # a flipped bit in the tensor data still parses: only the sha256 sees it
-    first.path.write_bytes(bytes(raw))
+    _flip_a_bit(first.path)
     messages: list[str] = []
     again = load_or_train_classifier(tmp_path / "clf", train, test, warn=messages.append)
-    assert not again.loaded
+    assert again.loaded and again.path == first.path  # the user cache's copy, written back
     assert len(messages) == 1 and "\n" not in messages[0]
-    assert "corrupt" in messages[0] and "sha256" in messages[0] and "retraining" in messages[0]
+    assert "corrupt" in messages[0] and "sha256" in messages[0] and "rejected" in messages[0]
     assert torch.equal(_probs(first.model, test.x), _probs(again.model, test.x))
     assert load_or_train_classifier(tmp_path / "clf", train, test).loaded  # rewritten, sound
+    # Both copies corrupt: both are reported and the classifier is trained again.
+    _flip_a_bit(first.path)
+    _flip_a_bit(shared_stem(train, test).with_suffix(".safetensors"))
+    messages.clear()
+    rebuilt = load_or_train_classifier(tmp_path / "clf", train, test, warn=messages.append)
+    assert not rebuilt.loaded and len(messages) == 2
+    assert torch.equal(_probs(first.model, test.x), _probs(rebuilt.model, test.x))
+    assert load_or_train_classifier(tmp_path / "clf", train, test).loaded
 
 
-def test_cache_of_other_data_is_retrained(digits, tmp_path):
+def test_cache_of_other_data_is_retrained(digits, tmp_path, user_cache):
     train, test = digits[0], digits[1]
     load_or_train_classifier(tmp_path / "clf", _small(train, 200), test)
     messages: list[str] = []
@@ -174,20 +214,24 @@ def test_cache_of_other_data_is_retrained(digits, tmp_path):
     meta = json.loads((tmp_path / "clf.json").read_text())
     (tmp_path / "clf.json").write_text(json.dumps({**meta, "shape": [1, 8, 9]}))
     messages.clear()
-    assert not load_or_train_classifier(tmp_path / "clf", _small(train, 150), test,
-                                        warn=messages.append).loaded
+    reread = load_or_train_classifier(tmp_path / "clf", _small(train, 150), test,
+                                      warn=messages.append)
+    assert reread.loaded  # from the user cache, which holds the 150-image classifier
     assert len(messages) == 1 and "shape [1, 8, 9] (the run's: [1, 8, 8])" in messages[0]
 
 
-def test_cache_goes_to_the_user_cache_when_the_run_folder_is_read_only(tmp_path, monkeypatch):
+def test_a_read_only_run_folder_uses_the_user_cache_alone(digits, tmp_path, user_cache,
+                                                          monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     assert cache_stem(run) == run / "score_classifier"
-    monkeypatch.setenv("INVERTIBLE_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(score_classifier.os, "access", lambda path, mode: False)
-    stem = cache_stem(run)
-    assert stem.parent.parent == tmp_path / "cache" / "score-classifiers"
-    assert stem.name == "score_classifier" and cache_stem(tmp_path / "other") != stem
+    assert cache_stem(run) is None
+    train, test = _small(digits[0], 200), digits[1]
+    first = load_or_train_classifier(None, train, test)
+    assert first.path == shared_stem(train, test).with_suffix(".safetensors")
+    assert first.path.parent.parent == user_cache and not list(run.iterdir())
+    assert load_or_train_classifier(None, train, test).loaded
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -379,11 +379,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _sample_quality(cfg: TrainConfig, objective: Any, train: Split, test: Split,
                     paths: RunPaths) -> list[str]:
-    """The sample-quality lines of a density run on labelled images, with the weights the
-    test figures used (none for other runs; one line saying why for a DP run)."""
+    """The sample-quality lines of a density run on images, with the weights the test
+    figures used; one line saying why not where it cannot be scored (no labels, DP)."""
     from ..evaluation import cache_stem, score_run, unscorable_reason
 
-    if cfg.task != "density" or unscorable_reason(objective) is not None:
+    if cfg.task != "density" or objective.kind != "image":
         return []
     reason = unscorable_reason(objective, private=cfg.dp_epsilon is not None)
     if reason is not None:

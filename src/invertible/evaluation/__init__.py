@@ -3,7 +3,8 @@
 A small CNN (``ScoreClassifier``) trained on a run's real training split classifies ``n``
 samples and ``n`` real test images; ``sample_score`` turns class probabilities ``(N, K)``
 into a ``SampleScore`` (mean max probability, label entropy, Inception Score), and
-``score_run`` does both for a run, caching the classifier in the run folder.
+``score_run`` does both for a run, caching the classifier in the run folder and in the
+user's cache (``shared_stem``: one per training split).
 """
 
 from .run_score import RunScore, sample_levels, score_run, unscorable_reason
@@ -15,6 +16,7 @@ from .score_classifier import (
     TrainedClassifier,
     cache_stem,
     load_or_train_classifier,
+    shared_stem,
     to_unit,
     train_score_classifier,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "sample_levels",
     "sample_score",
     "score_run",
+    "shared_stem",
     "to_unit",
     "train_score_classifier",
     "unscorable_reason",

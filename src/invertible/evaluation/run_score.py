@@ -90,7 +90,7 @@ def sample_levels(objective: Objective, n: int, seed: int = SAMPLE_SEED) -> Tens
 
 
 def score_run(objective: Objective, train: Split, test: Split,
-              cache: str | os.PathLike, n: int = 1000, seed: int = SAMPLE_SEED,
+              cache: str | os.PathLike | None, n: int = 1000, seed: int = SAMPLE_SEED,
               warn: Callable[[str], None] | None = None) -> RunScore:
     """Score ``n`` samples of ``objective`` (with the weights it holds) and the first ``n``
     images of ``test`` with the classifier cached at ``cache`` (trained on ``train`` when the

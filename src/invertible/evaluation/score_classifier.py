@@ -1,5 +1,6 @@
 """The classifier behind the sample-quality score: a small CNN trained on a run's real
-training split, cached next to the run as a checksummed safetensors checkpoint.
+training split, cached as a checksummed safetensors checkpoint next to the run and in the
+user's cache (one per training split, so later runs on the same data reuse it).
 
 ``train_score_classifier`` is deterministic (seeded, a fixed step budget) and measures the
 classifier's accuracy on the real test split; ``load_or_train_classifier`` reads the cache
@@ -9,6 +10,7 @@ when it is sound and matches the data, else trains and writes it (atomically).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from collections.abc import Callable
@@ -30,6 +32,7 @@ __all__ = [
     "TrainedClassifier",
     "cache_stem",
     "load_or_train_classifier",
+    "shared_stem",
     "to_unit",
     "train_score_classifier",
 ]
@@ -202,22 +205,17 @@ def train_score_classifier(train: Split, test: Split, seed: int = 0,
     return model, _accuracy(model, test)
 
 
-def cache_stem(run_root: str | os.PathLike) -> Path:
-    """Where a run's score classifier is cached: ``RUN/score_classifier`` when the run
-    folder is writable, else the user's cache (``default_root("score-classifiers")``, one
-    folder per run path)."""
+def cache_stem(run_root: str | os.PathLike) -> Path | None:
+    """Where a run's own copy of the score classifier goes: ``RUN/score_classifier``, or
+    None when the run folder is not writable (then the user cache alone holds it, see
+    ``shared_stem``)."""
     root = Path(run_root)
-    if os.access(root, os.W_OK):
-        return root / CACHE_NAME
-    from ..data import default_root
-
-    key = hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:16]
-    return default_root("score-classifiers") / key / CACHE_NAME
+    return root / CACHE_NAME if os.access(root, os.W_OK) else None
 
 
-def _load(stem: Path, record: dict) -> tuple[ScoreClassifier, float]:
-    """The cached classifier at ``stem``; ``CheckpointError`` (one line) when it is corrupt,
-    from another format or trained on other data."""
+def _load(stem: Path, record: dict) -> tuple[ScoreClassifier, dict]:
+    """The cached classifier at ``stem`` and the metadata to save with it; ``CheckpointError``
+    (one line) when it is corrupt, from another format or trained on other data."""
     tensors, meta = load_checkpoint(stem)
     if meta.get("score_format") != SCORE_FORMAT:
         raise CheckpointError(f"{stem}.json is not a score classifier of format {SCORE_FORMAT}")
@@ -237,34 +235,74 @@ def _load(stem: Path, record: dict) -> tuple[ScoreClassifier, float]:
     accuracy = meta.get("test_accuracy")
     if not isinstance(accuracy, int | float):
         raise CheckpointError(f"{stem}.json records no test accuracy")
-    return model.eval(), float(accuracy)
+    # Our own fields only: the file's checksum and save tag belong to that file.
+    return model.eval(), _meta(record, float(accuracy), meta.get("seed"))
 
 
-def load_or_train_classifier(stem: str | os.PathLike, train: Split, test: Split,
+def _meta(record: dict, accuracy: float, seed: object) -> dict:
+    return {"score_format": SCORE_FORMAT, **record, "test_accuracy": accuracy, "seed": seed}
+
+
+def shared_stem(train: Split, test: Split) -> Path:
+    """The user-cache copy of the classifier for one training split, shared by every run
+    on it: ``default_root("score-classifiers")/data-<digest>/score_classifier``, the digest
+    covering the dataset, shapes, classes, levels and the images' sha256."""
+    return _shared_stem(_data_record(train, _n_classes(train, test)))
+
+
+def _shared_stem(record: dict) -> Path:
+    from ..data import default_root
+
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return default_root("score-classifiers") / f"data-{key}" / CACHE_NAME
+
+
+def load_or_train_classifier(stem: str | os.PathLike | None, train: Split, test: Split,
                              seed: int = 0, device: str | torch.device = "cpu",
                              warn: Callable[[str], None] | None = None) -> TrainedClassifier:
     """The score classifier cached at ``stem`` (``stem.safetensors`` + ``stem.json``, see
-    ``save_checkpoint``), or, when it is missing, corrupt or was trained on other data, a
-    new one from ``train_score_classifier`` written there atomically. A rejected cache is
-    reported in one line through ``warn``; a cache that cannot be written only costs the
-    retraining next time (also reported)."""
-    stem = Path(stem)
+    ``save_checkpoint``), else the user cache's copy for this training split
+    (``shared_stem``, then also written to ``stem``), else a new one from
+    ``train_score_classifier`` written to both atomically. ``stem=None``: the user cache
+    only. A cache that is corrupt or was trained on other data is rejected and reported in
+    one line through ``warn``; one that cannot be written only costs the retraining next
+    time (also reported, for ``stem``).
+    """
+    own = None if stem is None else Path(stem)
     record = _data_record(train, _n_classes(train, test))
-    if stem.with_suffix(".safetensors").exists() or stem.with_suffix(".json").exists():
+    shared = _shared_stem(record)
+    for where in dict.fromkeys(p for p in (own, shared) if p is not None):
+        if not (where.with_suffix(".safetensors").exists() or where.with_suffix(".json").exists()):
+            continue
         try:
-            model, accuracy = _load(stem, record)
-            return TrainedClassifier(model.to(device), accuracy, stem.with_suffix(
-                ".safetensors"), loaded=True)
+            model, meta = _load(where, record)
         except CheckpointError as e:
             if warn is not None:
-                warn(f"score classifier cache rejected ({e}); retraining it")
+                warn(f"score classifier cache rejected ({e})")
+            continue
+        kept = where if own is None or where == own else _store(own, model, meta, warn) or where
+        return TrainedClassifier(model.to(device), float(meta["test_accuracy"]),
+                                 _weights_path(kept), loaded=True)
     model, accuracy = train_score_classifier(train, test, seed, device)
-    meta = {"score_format": SCORE_FORMAT, **record, "test_accuracy": accuracy, "seed": seed}
+    meta = _meta(record, accuracy, seed)
+    saved = _store(shared, model, meta, warn if own is None else None)
+    if own is not None and own != shared:
+        saved = _store(own, model, meta, warn)
+    return TrainedClassifier(model, accuracy, _weights_path(saved), loaded=False)
+
+
+def _weights_path(stem: Path | None) -> Path | None:
+    return None if stem is None else stem.with_suffix(".safetensors")
+
+
+def _store(stem: Path, model: ScoreClassifier, meta: dict,
+           warn: Callable[[str], None] | None) -> Path | None:
+    """Write the classifier to ``stem`` atomically; its stem, or None (reported) on failure."""
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(stem, dict(model.state_dict()), meta)
     except OSError as e:
         if warn is not None:
             warn(f"cannot cache the score classifier at {stem}.safetensors ({e})")
-        return TrainedClassifier(model, accuracy, None, loaded=False)
-    return TrainedClassifier(model, accuracy, stem.with_suffix(".safetensors"), loaded=False)
+        return None
+    return stem

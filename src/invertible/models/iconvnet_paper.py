@@ -36,7 +36,7 @@ from ..layers.elementwise import LogitTransform, SneakyReLU
 from ..layers.reshape import Squeeze
 from .iconvnet import ConvolutionHealth, fitting_kernel
 from .realnvp import image_shape
-from .registry import ModelError, check_int, check_real
+from .registry import ModelError, check_halvings, check_int, check_real
 
 __all__ = ["PaperIConvNet", "build_iconvnet_paper", "paper_levels"]
 
@@ -74,10 +74,8 @@ class PaperIConvNet(ConvolutionHealth, Bijection):
         c, h, w = (int(s) for s in shape)
         if levels < 1 or depth < 0:
             raise ValueError(f"PaperIConvNet: need levels >= 1, depth >= 0, got {levels}, {depth}")
-        if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-            raise ValueError(
-                f"PaperIConvNet: {h}x{w} images cannot be pooled {levels - 1} times"
-            )
+        hint = f"levels={levels} pools {levels - 1} times; use fewer levels"
+        check_halvings("PaperIConvNet", h, w, levels - 1, hint)  # a ModelError
         self.shape = (c, h, w)
         self.config = {"levels": levels, "depth": depth, "kernel_size": kernel_size,
                        "slope": slope, "logit_alpha": logit_alpha}
@@ -127,8 +125,5 @@ def build_iconvnet_paper(
         raise ModelError(f"{name}: kernel_size must be odd, got {kernel_size}")
     check_real(name, "slope", slope, lambda v: 0 < v <= 1, "in (0, 1]")
     check_real(name, "logit_alpha", logit_alpha, lambda v: 0 <= v < 0.5, "in [0, 0.5)")
-    if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-        raise ModelError(f"{name}: {h}x{w} images cannot be pooled {levels - 1} times "
-                         f"(levels={levels}); use fewer levels")
     net = PaperIConvNet(shape, levels, depth, kernel_size, slope, logit_alpha)
     return Flow(net, StandardNormal(shape))

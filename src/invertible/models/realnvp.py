@@ -12,7 +12,7 @@ from ..layers.elementwise import LogitTransform
 from ..layers.masks import alternating_mask, channel_mask, checkerboard_mask
 from ..layers.reshape import FactorOut, Squeeze
 from ..nets import MLP, ConvResNet
-from .registry import ModelError, check_int, check_real
+from .registry import ModelError, check_halvings, check_int, check_real
 
 __all__ = ["build_realnvp", "build_realnvp_2d", "check_alpha", "check_levels", "image_shape"]
 
@@ -53,11 +53,7 @@ def check_levels(shape: tuple[int, int, int], levels: int, name: str) -> None:
     """Each of ``levels`` squeezes halves H and W, so both must divide by ``2**levels``."""
     check_int(name, "levels", levels)
     _, h, w = shape
-    f = 2**levels
-    if h % f or w % f:
-        raise ModelError(
-            f"{name}: {levels} levels need H and W divisible by {f}, got {h}x{w} (use fewer levels)"
-        )
+    check_halvings(name, h, w, levels, f"levels={levels}; use fewer levels")
 
 
 def check_alpha(name: str, alpha: float) -> float:

@@ -32,6 +32,7 @@ __all__ = [
     "build_model",
     "check_bool",
     "check_choice",
+    "check_halvings",
     "check_int",
     "check_real",
     "conditional_models",
@@ -73,6 +74,17 @@ def check_choice(owner: str, name: str, value: Any, choices: Collection[str]) ->
             f"{owner}: {name} must be one of {', '.join(sorted(choices))}, got {value!r}"
         )
     return value
+
+
+def check_halvings(owner: str, h: int, w: int, times: int, why: str) -> None:
+    """Both sides of an ``h x w`` image must halve evenly ``times`` times; ``why`` names the
+    setting that asks for it and the way out, e.g. ``"levels=4; use fewer levels"``."""
+    f = 2**times
+    if h % f or w % f:
+        raise ModelError(
+            f"{owner}: {h}x{w} images cannot be halved {times} times (sides divisible by {f} "
+            f"needed; {why})"
+        )
 
 
 @dataclass(frozen=True)
