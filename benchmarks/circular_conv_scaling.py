@@ -52,7 +52,7 @@ def _dense_matrix(m: CircularConv2d, h: int, w: int) -> torch.Tensor:
     return (cols - m.bias.view(1, -1, 1, 1)).reshape(n, n).T.contiguous()
 
 
-def measure(c: int, h: int, w: int, repeats: int, dense_max: int) -> dict[str, float | None]:
+def measure(c: int, h: int, w: int, repeats: int) -> dict[str, float | None]:
     # Cached measurements get layers of their own: clear_cache() on a shared layer would
     # make the next "cached" call refactorise (as an earlier version of this script did).
     cx, re, lu, cold = _layer(c), _layer(c, "real"), _layer(c, solver="lu"), _layer(c)
@@ -102,21 +102,33 @@ def measure(c: int, h: int, w: int, repeats: int, dense_max: int) -> dict[str, f
         "dense ld": None,
         "dense solve": None,
     }
-    n = c * h * w
-    if n <= dense_max:
-        jac = _dense_matrix(cx, h, w)
-        rhs = (z - cx.bias.view(1, -1, 1, 1)).reshape(B, n).T.contiguous()
-        d = interleaved_medians(
-            {
-                "dense ld": lambda: torch.linalg.slogdet(jac),
-                "dense solve": lambda: torch.linalg.solve(jac, rhs),
-            },
-            max(3, repeats // 3),
-            warmup=0,
-        )
-        row["dense ld"] = d["dense ld"] / t["ld only"]
-        row["dense solve"] = d["dense solve"] / t["inv+fac"]
+    # Our times that the dense columns are divided by (see ``add_dense``).
+    row["_ld_only_s"], row["_inv_fac_s"] = t["ld only"], t["inv+fac"]
     return row
+
+
+def add_dense(c: int, h: int, w: int, repeats: int, row: dict[str, float | None]) -> None:
+    """Fill the dense columns of ``row`` (our times from ``measure``).
+
+    Run after every timing: the dense Jacobian's 64 MiB allocations change how the C
+    allocator serves later, smaller requests (fwd+ld at c = 16, 16 x 16 measured 2.7x
+    before a dense run and 3.5x after it, in one process).
+    """
+    cx = _layer(c)
+    z, _ = cx(torch.randn(B, c, h, w))
+    n = c * h * w
+    jac = _dense_matrix(cx, h, w)
+    rhs = (z - cx.bias.view(1, -1, 1, 1)).reshape(B, n).T.contiguous()
+    d = interleaved_medians(
+        {
+            "dense ld": lambda: torch.linalg.slogdet(jac),
+            "dense solve": lambda: torch.linalg.solve(jac, rhs),
+        },
+        max(3, repeats // 3),
+        warmup=0,
+    )
+    row["dense ld"] = d["dense ld"] / row["_ld_only_s"]  # type: ignore[operator]
+    row["dense solve"] = d["dense solve"] / row["_inv_fac_s"]  # type: ignore[operator]
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -162,7 +174,8 @@ def table(rows: list[tuple[str, dict]]) -> str:
 GOALS = "inverse <= 1.2x conv2d, forward incl. log-det <= 2x, dense slogdet / ours >= 1000x"
 
 
-def sweep(repeats: int, dense_max: int, quick: bool) -> dict[str, list]:
+def sweep(repeats: int, quick: bool) -> tuple[dict[str, list], list[tuple[int, int, dict]]]:
+    """Every row's timings; the dense columns are left to ``add_dense``."""
     channels = [16, 32] if quick else [16, 32, 64, 128, 256]
     sizes = [8, 16] if quick else [8, 16, 32, 64]
     sweeps: dict[str, list] = {
@@ -170,19 +183,24 @@ def sweep(repeats: int, dense_max: int, quick: bool) -> dict[str, list]:
         "spatial size (c = 64)": [],
         "splits of chw = 4096 (dense comparison)": [],
     }
+    shapes: list[tuple[int, int, dict]] = []
     for c in channels:
         print(f"c={c} 8x8", flush=True)
-        sweeps["channels (8 x 8)"].append((f"{c}, 8 x 8", measure(c, 8, 8, repeats, dense_max)))
+        row = measure(c, 8, 8, repeats)
+        sweeps["channels (8 x 8)"].append((f"{c}, 8 x 8", row))
+        shapes.append((c, 8, row))
     for m in sizes:
         print(f"c=64 {m}x{m}", flush=True)
-        row = measure(64, m, m, repeats, dense_max)
+        row = measure(64, m, m, repeats)
         sweeps["spatial size (c = 64)"].append((f"64, {m} x {m}", row))
+        shapes.append((64, m, row))
     splits = [(16, 16)] if quick else [(16, 16), (4, 32)]
     for c, m in splits:
         print(f"c={c} {m}x{m}", flush=True)
-        row = measure(c, m, m, repeats, dense_max)
+        row = measure(c, m, m, repeats)
         sweeps["splits of chw = 4096 (dense comparison)"].append((f"{c}, {m} x {m}", row))
-    return sweeps
+        shapes.append((c, m, row))
+    return sweeps, shapes
 
 
 def targets(threads: int, sweeps: dict[str, list]) -> list[str]:
@@ -231,18 +249,27 @@ def main() -> None:
     )
     args = ap.parse_args()
     repeats = 3 if args.quick else args.repeats
-    results = {}
+    results, shapes = {}, {}
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"== {threads} thread(s)", flush=True)
-        results[threads] = (describe_machine(), sweep(repeats, args.dense_max, args.quick))
+        sweeps, shapes[threads] = sweep(repeats, args.quick)
+        results[threads] = (describe_machine(), sweeps)
+    # Every dense comparison after every timing (see add_dense for why).
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for c, m, row in shapes[threads]:
+            if c * m * m <= args.dense_max:
+                print(f"dense, {threads} thread(s), c={c} {m}x{m}", flush=True)
+                add_dense(c, m, m, repeats, row)
     lines = [
         "# CircularConv2d scaling (float32, B = 32, k = 3)",
         "",
         (
             f"Command: `python benchmarks/circular_conv_scaling.py --threads "
             f"{' '.join(map(str, args.threads))}` (repeats={repeats}, dense up to chw = "
-            f"{args.dense_max}); the sweeps at each thread count ran one after the other."
+            f"{args.dense_max}); the sweeps at each thread count ran one after the other, "
+            "and all dense comparisons after all sweeps."
         ),
         "",
         (

@@ -70,8 +70,10 @@ def write_table(cells: list[dict]) -> None:
         "MNIST test images with a 95% interval over images (uniform dequantization);",
         "images/s is the median training throughput logged during the run.",
         "",
-        "| model | parameters | budget | test bits/dim | steps | train images/s | machine | date "
-        "| note |",
+        (
+            "| model | parameters | budget | test bits/dim | steps | train images/s | machine "
+            "| date | note |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted(cells, key=lambda c: (c["model"], c["budget_s"])):

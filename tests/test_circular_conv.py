@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import io
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -17,7 +19,12 @@ from invertible import (
     InvalidInputError,
     build_model,
 )
-from invertible.layers._fourier import frequency_major, half_spectrum_unique, kernel_spectrum
+from invertible.layers._fourier import (
+    frequency_major,
+    half_spectrum_unique,
+    kernel_spectrum,
+    spatial_from_rows,
+)
 from invertible.layers.circular_conv import _circular_pad
 
 
@@ -534,3 +541,88 @@ def test_gather_padding_is_circular_padding_with_the_same_gradient(shape, p):
     (g_ours,) = torch.autograd.grad(ours, x, g)
     (g_ref,) = torch.autograd.grad(reference, x, g)
     torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-13)
+
+
+def test_uncached_logdets_of_interleaved_layers_share_scratch_correctly():
+    # The no-grad log-det factorises in one reused per-thread buffer: layers of different
+    # sizes, dtypes and kernel sizes (k = 9 takes the FFT route to the spectrum) must not
+    # see each other's leftovers.
+    layers = [(_layer(4, 3), 6, 5), (_layer(16, 3), 16, 16), (_layer(3, 9), 10, 12)]
+    layers.append((_layer(8, 5).float(), 12, 9))
+    expected = [_full_spectrum_logdet(m, h, w).item() for m, h, w in layers]
+    with torch.no_grad():
+        for _ in range(2):
+            for (m, h, w), want in zip(layers + layers[::-1], expected + expected[::-1]):
+                m.clear_cache()
+                got = m.logabsdet(h, w).item()
+                tol = 1e-10 if m.weight.dtype == torch.float64 else 1e-3
+                assert abs(got - want) <= tol * max(1.0, abs(want)), (m, got, want)
+
+
+def test_first_use_under_inference_mode_leaves_training_working():
+    # Frequency tables are cached on first use; built under inference mode they would be
+    # inference tensors that autograd cannot save for the backward.
+    torch.manual_seed(0)
+    m = CircularConv2d(3, 3, init_noise=0.3).double()
+    x = torch.randn(2, 3, 11, 13, dtype=torch.float64)  # a size no other test uses
+    with torch.inference_mode():
+        m(x)
+    _, logdet = m(x)
+    logdet.sum().backward()
+    assert m.weight.grad is not None and torch.isfinite(m.weight.grad).all()
+
+
+@pytest.mark.parametrize("b,c,h,w", [(2, 3, 5, 6), (4, 16, 16, 16), (1, 2, 7, 9), (3, 1, 1, 1)])
+def test_two_pass_inverse_transform_is_irfft2_in_float64(b, c, h, w):
+    # Random rows, not a real image's spectrum: the self-conjugate columns' imaginary
+    # parts must be dropped as irfft2 drops them, and the gradient must agree too.
+    torch.manual_seed(0)
+    rows = torch.randn(h, w // 2 + 1, b, c, dtype=torch.complex128, requires_grad=True)
+    got = spatial_from_rows(rows, h, w)
+    want = torch.fft.irfft2(rows.permute(2, 3, 0, 1), s=(h, w))
+    assert got.is_contiguous() and got.shape == (b, c, h, w)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+    g = torch.randn_like(want)
+    (ga,) = torch.autograd.grad(got, rows, g)
+    (gb,) = torch.autograd.grad(want, rows, g)
+    torch.testing.assert_close(ga, gb, rtol=1e-12, atol=1e-13)
+
+
+_WIDE_LAYER_SCRIPT = """
+import torch
+from invertible import CircularConv2d
+torch.set_num_threads(2)
+torch.manual_seed(0)
+for linalg, c in (("complex", 160), ("real", 80)):  # LAPACK order 160 for both
+    m = CircularConv2d(c, 3, linalg=linalg, init_noise=0.3).double()
+    x = torch.randn(2, c, 3, 4, dtype=torch.float64)
+    n = c * 12
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, c, 3, 4)
+    with torch.no_grad():
+        dense = (m(eye)[0] - m.bias.view(1, -1, 1, 1)).reshape(n, n)
+        want = torch.linalg.slogdet(dense).logabsdet
+        z, ld = m(x)
+        back, _ = m.inverse(z)
+    assert abs(ld[0].item() - want.item()) < 1e-8, (linalg, ld[0].item(), want.item())
+    assert (back - x).abs().max().item() < 1e-9
+    graph_ld = m.logabsdet(3, 4)  # slogdet with autograd
+    graph_back, _ = m.inverse(z)  # differentiable solve
+    assert abs(graph_ld.item() - want.item()) < 1e-8
+    assert (graph_back - x).abs().max().item() < 1e-9
+    (graph_ld + graph_back.sum()).backward()
+    assert torch.isfinite(m.weight.grad).all()
+print("ok")
+"""
+
+
+def test_wide_layers_with_two_threads_finish_and_agree_with_dense():
+    # Batched CPU LUs of matrices above 128 x 128 hung with more than one thread (oneMKL
+    # CLASWP errors); such batches are factorised one matrix at a time.
+    proc = subprocess.run(
+        [sys.executable, "-c", _WIDE_LAYER_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -33,15 +33,19 @@ from torch import Tensor, nn
 
 from ..core import Bijection, InvalidInputError
 from ._fourier import (
+    complex_dtype,
     frequency_major,
     half_spectrum_multiplicity,
     half_spectrum_unique,
     kernel_spectrum,
-    kernel_spectrum_at,
+    kernel_spectrum_unique,
     lift,
     lift_rows,
+    spatial_from_rows,
     unlift_rows,
 )
+from ._lapack import lu_factor_ex, slogdet_abs, solve_right
+from ._scratch import scratch
 
 __all__ = ["CircularConv2d", "ConditioningWarning", "IllConditionedError"]
 
@@ -56,6 +60,12 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+def _log_abs_diagonal(lu: Tensor) -> Tensor:
+    """``(..., n, n)`` LU factors -> ``(...,)`` ``sum_i log|U_ii|``, the ``log|det|``."""
+    # The complex abs of the strided diagonal view is 2.5x slower than copy plus abs.
+    return torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).contiguous().abs()).sum(-1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -296,7 +306,7 @@ class CircularConv2d(Bijection):
         entry = self._entry(h, w)
         if "lu" not in entry:
             with torch.no_grad():
-                lu, piv, info = torch.linalg.lu_factor_ex(self._system(self._blocks(h, w)))
+                lu, piv, info = lu_factor_ex(self._system(self._blocks(h, w)))
             if bool((info > 0).any()):
                 raise IllConditionedError(
                     f"CircularConv2d: the kernel is singular at {int((info > 0).sum())} "
@@ -320,7 +330,7 @@ class CircularConv2d(Bijection):
         if self.linalg == "real":
             rhs = lift_rows(rhs)
         if self._needs_graph():
-            sol = torch.linalg.solve(self._system(self.spectrum(h, w)), rhs, left=False)
+            sol = solve_right(self._system(self.spectrum(h, w)), rhs)
         elif self.solver == "inverse":
             sol = rhs @ self._inverse_blocks(h, w)
         else:
@@ -346,7 +356,7 @@ class CircularConv2d(Bijection):
         if "logdet" not in entry:
             if "lu" in entry:  # an inverse factorised every block already
                 lu, _ = self._factors(h, w)
-                per_block = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
+                per_block = _log_abs_diagonal(lu)
                 if self.linalg == "real":
                     per_block = 0.5 * per_block
                 mult = half_spectrum_multiplicity(h, w, per_block.dtype, per_block.device)
@@ -359,15 +369,27 @@ class CircularConv2d(Bijection):
     def _unique_logabsdet(self, h: int, w: int) -> Tensor:
         """``sum_f log|det W_hat(f)|``, factorising one block of each conjugate pair only
         (``half_spectrum_unique``); differentiable when the weights are."""
-        index, weight = half_spectrum_unique(h, w, self.weight.device)
-        unique = kernel_spectrum_at(self.weight, h, w, index)
-        # The transposed system: LAPACK's column-major copy of it is a plain memory copy.
-        system = self._system(unique)
-        if torch.is_grad_enabled() and system.requires_grad:
-            per_block = torch.linalg.slogdet(system).logabsdet
-        else:  # the bare LU: 7 % faster than slogdet, which also forms the sign
-            lu = torch.linalg.lu_factor_ex(system).LU
-            per_block = torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).abs()).sum(-1)
+        _, weight = half_spectrum_unique(h, w, self.weight.device)
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            # The transposed system: LAPACK's column-major copy of it is a memory copy.
+            system = self._system(kernel_spectrum_unique(self.weight, h, w))
+            per_block = slogdet_abs(system)
+        elif self.linalg == "complex":
+            # The bare LU (7 % faster than slogdet, which also forms the sign), in place:
+            # the spectrum is written into a reused buffer whose transpose is the
+            # column-major system LAPACK factorises, so nothing is copied or freshly paged.
+            c = self.channels
+            n = weight.numel()
+            spec = scratch((n, c, c), complex_dtype(self.weight.dtype), self.weight.device)
+            system = kernel_spectrum_unique(self.weight, h, w, out=spec).mT
+            piv = torch.empty(n, c, dtype=torch.int32, device=spec.device)
+            info = torch.empty(n, dtype=torch.int32, device=spec.device)
+            lu = lu_factor_ex(system, out=(system, piv, info))[0]
+            per_block = _log_abs_diagonal(lu)
+        else:
+            system = self._system(kernel_spectrum_unique(self.weight, h, w))
+            lu = lu_factor_ex(system)[0]
+            per_block = _log_abs_diagonal(lu)
         if self.linalg == "real":
             per_block = 0.5 * per_block
         return (per_block * weight.to(per_block.dtype)).sum()
@@ -384,9 +406,7 @@ class CircularConv2d(Bijection):
         if self._use_fft(h, w):
             rows = frequency_major(torch.fft.rfft2(x))  # (h, wr, B, C)
             out = rows @ self._blocks(h, w).mT
-            # The transform reads the frequency-major rows in place and, since B and C
-            # keep their order, writes a contiguous (B, C, h, w) image.
-            z = torch.fft.irfft2(out.permute(2, 3, 0, 1), s=(h, w))
+            z = spatial_from_rows(out, h, w)
             if self.bias is not None:
                 z = z + self.bias.view(1, -1, 1, 1)
         else:
@@ -413,7 +433,7 @@ class CircularConv2d(Bijection):
             # instead of every pixel.
             rhs[0, 0] -= (h * w) * self.bias.to(rhs.dtype)
         sol = self._solve_rows(h, w, rhs)  # (h, wr, B, C)
-        x = torch.fft.irfft2(sol.permute(2, 3, 0, 1), s=(h, w))  # contiguous, as in _forward
+        x = spatial_from_rows(sol, h, w)
         return x, -self._logabsdet(h, w).expand(z.shape[0])
 
     # -- numerical health ---------------------------------------------------------------------
