@@ -408,6 +408,17 @@ def test_singular_value_clipping_improves_conditioning():
     assert m.singular_values(8, 8).max().item() < 1.2 * hi
 
 
+def test_singular_value_clipping_leaves_a_kernel_within_bounds_alone():
+    m = _layer(4, 3, seed=5, scale=0.6).float()
+    s = m.singular_values(8, 8)
+    before = m.weight.detach().clone()
+    assert m.clip_singular_values_(8, 8, bounds=(0.9 * s.min().item(), 1.1 * s.max().item())) is False
+    assert torch.equal(m.weight.detach(), before)
+    # Only the smallest value is out of bounds (the check sees every frequency's blocks).
+    assert m.clip_singular_values_(8, 8, bounds=(1.01 * s.min().item(), 1.1 * s.max().item()))
+    assert not torch.equal(m.weight.detach(), before)
+
+
 def test_conditioning_penalty_is_a_barrier():
     m = _layer(3, 3, seed=7, scale=0.6)
     s = m.singular_values(6, 6)

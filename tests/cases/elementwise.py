@@ -33,6 +33,7 @@ CASES = [
     Case("leaky_relu_vec", lambda: LeakyReLU(0.2), (6,)),
     Case("sneaky_relu_vec", lambda: SneakyReLU(0.1), (6,)),
     Case("sneaky_relu_img", lambda: SneakyReLU(0.3), (2, 3, 5)),
+    Case("sneaky_relu_slope_one_is_identity", lambda: SneakyReLU(1.0), (2, 3, 5)),
     Case("sneaky_relu_wide_range", lambda: SneakyReLU(0.05), (8,),
          sample=lambda b, s: 20 * torch.randn(b, *s, dtype=torch.float64)),
     Case("inverse_of_sigmoid", lambda: Inverse(Sigmoid()), (4,), sample=_unit_interval),

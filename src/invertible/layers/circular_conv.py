@@ -511,16 +511,23 @@ class CircularConv2d(Bijection):
         h: int | None = None,
         w: int | None = None,
         bounds: tuple[float, float] | None = None,
-    ) -> None:
+    ) -> bool:
         """Project the kernel towards singular values within ``bounds`` (Sedghi et al., 2019).
 
         Clips every ``W_hat(f)``'s singular values on the ``h x w`` grid, transforms back and
         keeps the ``k x k`` support. The truncation moves the singular values again (by
         little when few are clipped), so this is one step of an alternating projection:
         call it after each optimizer step. Defaults: last size seen, ``self.sv_bounds``.
+        Returns whether the kernel changed: one already within bounds is left as it is.
         """
         h, w = self._hw(h, w)
         lo, hi = self.sv_bounds if bounds is None else bounds
+        # Conjugate frequencies share singular values, so the unique blocks decide. Most
+        # training steps clip nothing, and this check costs a fifth of the projection (which
+        # made a hybrid i-ConvNet's MNIST step ~15 % slower when run every step).
+        s = torch.linalg.svdvals(kernel_spectrum_unique(self.weight, h, w))
+        if s.min().item() >= lo and s.max().item() <= hi:
+            return False
         full = kernel_spectrum(self.weight, h, w, full=True)  # (h, w, C, C)
         u, s, vh = torch.linalg.svd(full)
         clipped = (u * s.clamp(lo, hi).to(u.dtype).unsqueeze(-2)) @ vh
@@ -528,6 +535,7 @@ class CircularConv2d(Bijection):
         k, p = self.kernel_size, self.kernel_size // 2
         spatial = torch.roll(spatial, shifts=(p, p), dims=(-2, -1))[..., :k, :k]
         self.weight.copy_(torch.flip(spatial, dims=(-2, -1)))
+        return True
 
     def conditioning_penalty(
         self,

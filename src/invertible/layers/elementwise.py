@@ -145,6 +145,8 @@ class SneakyReLU(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, _ANY)
         a = self.a
+        if a == 0:  # slope 1 is the identity (a model option that turns the layer off)
+            return x, self._zeros(x)
         # sqrt(1 + x^2) - 1 = x^2 / (sqrt(1 + x^2) + 1), without cancellation near 0.
         z = (x + a * x * x / (torch.sqrt(1 + x * x) + 1)) / (1 + a)
         return z, sum_except_batch(self._log_derivative(x))
@@ -152,6 +154,8 @@ class SneakyReLU(Bijection):
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check(z, _ANY)
         a = self.a
+        if a == 0:
+            return z, self._zeros(z)
         # Solve x + a sqrt(1 + x^2) = u with u = (1 + a) z + a; the root with x <= u.
         u = (1 + a) * z + a
         x = (u - a * torch.sqrt(u * u + 1 - a * a)) / (1 - a * a)

@@ -94,10 +94,10 @@ class ConvolutionHealth(nn.Module):
         return torch.stack([m.conditioning_penalty() for m in convs]).sum()
 
     @torch.no_grad()
-    def clip_singular_values_(self) -> None:
-        """One singular-value clipping projection of every convolution (after a step)."""
-        for m in self.convolutions():
-            m.clip_singular_values_()
+    def clip_singular_values_(self) -> bool:
+        """One singular-value clipping projection of every convolution (after a step);
+        whether any kernel changed."""
+        return any([m.clip_singular_values_() for m in self.convolutions()])
 
 
 class IConvNet(ConvolutionHealth, Bijection):
