@@ -114,9 +114,11 @@ def main() -> int:
             if a.note:
                 cell["note"] = a.note
             # Read again just before merging: other runs of this script may have written.
+            # A rerun replaces its own command's cell on the same machine and thread count
+            # only; figures from elsewhere or from older code stay as history.
             cells = json.loads(store.read_text()) if store.exists() else []
-            cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"])
-                     != (model, budget, extra)] + [cell]
+            cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"], c["machine"])
+                     != (model, budget, extra, cell["machine"])] + [cell]
             tmp = store.with_suffix(".tmp")
             tmp.write_text(json.dumps(cells, indent=1))
             os.replace(tmp, store)

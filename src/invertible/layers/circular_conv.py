@@ -370,26 +370,23 @@ class CircularConv2d(Bijection):
         """``sum_f log|det W_hat(f)|``, factorising one block of each conjugate pair only
         (``half_spectrum_unique``); differentiable when the weights are."""
         _, weight = half_spectrum_unique(h, w, self.weight.device)
-        if torch.is_grad_enabled() and self.weight.requires_grad:
+        if self._needs_graph():
             # The transposed system: LAPACK's column-major copy of it is a memory copy.
-            system = self._system(kernel_spectrum_unique(self.weight, h, w))
-            per_block = slogdet_abs(system)
-        elif self.linalg == "complex":
-            # The bare LU (7 % faster than slogdet, which also forms the sign), in place:
-            # the spectrum is written into a reused buffer whose transpose is the
-            # column-major system LAPACK factorises, so nothing is copied or freshly paged.
-            c = self.channels
-            n = weight.numel()
-            spec = scratch((n, c, c), complex_dtype(self.weight.dtype), self.weight.device)
-            system = kernel_spectrum_unique(self.weight, h, w, out=spec).mT
-            piv = torch.empty(n, c, dtype=torch.int32, device=spec.device)
-            info = torch.empty(n, dtype=torch.int32, device=spec.device)
-            lu = lu_factor_ex(system, out=(system, piv, info))[0]
-            per_block = _log_abs_diagonal(lu)
+            per_block = slogdet_abs(self._system(kernel_spectrum_unique(self.weight, h, w)))
         else:
-            system = self._system(kernel_spectrum_unique(self.weight, h, w))
-            lu = lu_factor_ex(system)[0]
-            per_block = _log_abs_diagonal(lu)
+            # The bare LU (7 % faster than slogdet, which also forms the sign), in place.
+            # A complex spectrum is written into a reused buffer whose transpose is the
+            # column-major system LAPACK factorises, so nothing is copied or freshly paged.
+            if self.linalg == "complex":
+                c, n = self.channels, weight.numel()
+                spec = scratch((n, c, c), complex_dtype(self.weight.dtype), self.weight.device)
+                system = kernel_spectrum_unique(self.weight, h, w, out=spec).mT
+            else:
+                system = self._system(kernel_spectrum_unique(self.weight, h, w))
+            n, m = system.shape[0], system.shape[-1]
+            piv = torch.empty(n, m, dtype=torch.int32, device=system.device)
+            info = torch.empty(n, dtype=torch.int32, device=system.device)
+            per_block = _log_abs_diagonal(lu_factor_ex(system, out=(system, piv, info))[0])
         if self.linalg == "real":
             per_block = 0.5 * per_block
         return (per_block * weight.to(per_block.dtype)).sum()
