@@ -10,7 +10,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from invertible import (
     CircularConv2d,
@@ -25,7 +24,6 @@ from invertible.layers._fourier import (
     kernel_spectrum,
     spatial_from_rows,
 )
-from invertible.layers.circular_conv import _circular_pad
 
 
 def _layer(c, k, seed=0, scale=0.3, **kw) -> CircularConv2d:
@@ -541,17 +539,6 @@ def test_fft_forward_matches_the_spatial_convolution_in_float64():
     with torch.no_grad():
         torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fft(x)[0], spatial(x)[0], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("shape, p", [((2, 3, 5, 7), 1), ((1, 2, 4, 4), 2), ((3, 1, 9, 6), 3)])
-def test_gather_padding_is_circular_padding_with_the_same_gradient(shape, p):
-    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-    ours, reference = _circular_pad(x, p), F.pad(x, (p, p, p, p), mode="circular")
-    assert torch.equal(ours, reference)
-    g = torch.randn_like(reference)
-    (g_ours,) = torch.autograd.grad(ours, x, g)
-    (g_ref,) = torch.autograd.grad(reference, x, g)
-    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-13)
 
 
 def test_uncached_logdets_of_interleaved_layers_share_scratch_correctly():

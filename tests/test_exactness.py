@@ -104,6 +104,26 @@ def test_logabsdet_matches_autograd_jacobian(case: Case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_transform_is_the_forward_output(case: Case):
+    """``transform`` (the map without the log-det) gives forward's output, bit for bit,
+    with and without a graph, and the same input gradient."""
+    f = case.build()
+    x, c = case.inputs(), case.contexts()
+    with torch.no_grad():
+        assert torch.equal(f.transform(x, c), fwd(f, x, c)[0])
+    x = x.requires_grad_(True)
+    z, out = fwd(f, x, c)[0], f.transform(x, c)
+    assert torch.equal(out, z)
+    g = torch.randn_like(z)
+    (gz,) = torch.autograd.grad(z, x, g)
+    (gt,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(gt, gz, rtol=1e-12, atol=1e-12)
+    if c is None:
+        with pytest.raises(InvalidInputError, match="takes no context"):
+            f.transform(x, torch.zeros(x.shape[0], 2, dtype=x.dtype))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_batch_independence(case: Case):
     f = case.build()
     x, c = case.inputs(batch=4), case.contexts(batch=4)

@@ -58,6 +58,20 @@ class Bijection(nn.Module):
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def transform(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``forward(x)``'s output alone (data -> latent, same shapes), for callers that do
+        not use the log-det, such as a classifier on the features. Layers whose log-det
+        costs extra work (``CircularConv2d``) skip it. ``context`` as for ``forward``;
+        only conditional layers take one."""
+        if self.takes_context:
+            return cast(Any, self)(x, context=context)[0]
+        if context is not None:
+            raise InvalidInputError(f"{type(self).__name__}: takes no context, but one was given")
+        return self._transform(x)
+
+    def _transform(self, x: Tensor) -> Tensor:
+        return self(x)[0]
+
     # -- validation helpers shared by all layers -------------------------------------------
     def _check(
         self,
@@ -134,6 +148,13 @@ class Sequential(Bijection):
             x, ld = apply_layer(layer, x, context)
             total = total + ld
         return x, total
+
+    def transform(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if context is not None and not self.takes_context:
+            raise InvalidInputError("Sequential: takes no context, but one was given")
+        for layer in self:
+            x = layer.transform(x, context if layer.takes_context else None)
+        return x
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = self._zeros(z)

@@ -1,4 +1,4 @@
-"""Layer families, one module each: bijections, masks and the MADE conditioner."""
+"""Layer families, one module each: bijections, masks, padding and the MADE conditioner."""
 
 from . import (
     autoregressive,
@@ -9,6 +9,7 @@ from . import (
     elementwise,
     masks,
     normalization,
+    padding,
     permutation,
     planar,
     reshape,
@@ -22,11 +23,12 @@ from .downsampling import *
 from .elementwise import *
 from .masks import *
 from .normalization import *
+from .padding import *
 from .permutation import *
 from .planar import *
 from .reshape import *
 from .splines import *
 
 _FAMILIES = (autoregressive, circular_conv, coupling, dequantization, downsampling, elementwise,
-             masks, normalization, permutation, planar, reshape, splines)
+             masks, normalization, padding, permutation, planar, reshape, splines)
 __all__ = [name for module in _FAMILIES for name in module.__all__]

@@ -22,7 +22,6 @@ Weights themselves must be float32 or float64 (keep the model in float32 under a
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import warnings
 from typing import Literal
@@ -46,6 +45,7 @@ from ._fourier import (
 )
 from ._lapack import lu_factor_ex, slogdet_abs, solve_right
 from ._scratch import scratch
+from .padding import circular_pad
 
 __all__ = ["CircularConv2d", "ConditioningWarning", "IllConditionedError"]
 
@@ -66,26 +66,6 @@ def _log_abs_diagonal(lu: Tensor) -> Tensor:
     """``(..., n, n)`` LU factors -> ``(...,)`` ``sum_i log|U_ii|``, the ``log|det|``."""
     # The complex abs of the strided diagonal view is 2.5x slower than copy plus abs.
     return torch.log(torch.diagonal(lu, dim1=-2, dim2=-1).contiguous().abs()).sum(-1)
-
-
-@functools.lru_cache(maxsize=64)
-def _wrap_index(h: int, w: int, p: int, device: torch.device) -> Tensor:
-    """Flat source pixel of each pixel of the ``(h + 2p) x (w + 2p)`` circularly padded image."""
-    rows = torch.arange(-p, h + p) % h
-    cols = torch.arange(-p, w + p) % w
-    return (rows.unsqueeze(1) * w + cols).reshape(-1).to(device)
-
-
-def _circular_pad(x: Tensor, p: int) -> Tensor:
-    """``F.pad(x, (p, p, p, p), mode="circular")`` as one gather, for inputs that need a
-    gradient: its backward is one scatter-add where ``F.pad``'s is a chain of slice copies.
-    Conv2d forward and backward through it, measured at one thread: 0.85x the time with
-    ``F.pad`` at 4 channels, 14 x 14, B = 64; 0.74x at 8 channels, 7 x 7; 0.92x at 64
-    channels, 32 x 32, B = 32. Without a gradient the gather is the slower copy (1.0-1.6x),
-    so the forward keeps ``F.pad`` there."""
-    b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w).index_select(2, _wrap_index(h, w, p, x.device))
-    return flat.view(b, c, h + 2 * p, w + 2 * p)
 
 
 class ConditioningWarning(UserWarning):
@@ -397,9 +377,19 @@ class CircularConv2d(Bijection):
         if not self._needs_graph():  # with a graph, the forward does not read the cache
             self._refresh_cache()
         with _autocast_off(x.device.type):
-            return self._forward(x.to(self.weight.dtype), h, w)
+            z = self._map(x.to(self.weight.dtype), h, w)
+            return z, self._logabsdet(h, w).expand(x.shape[0])
 
-    def _forward(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+    def _transform(self, x: Tensor) -> Tensor:
+        # Without the log-det: its LU of every frequency's block costs as much as the
+        # convolution itself at 64 channels.
+        h, w = self._validate(x)
+        if not self._needs_graph():
+            self._refresh_cache()
+        with _autocast_off(x.device.type):
+            return self._map(x.to(self.weight.dtype), h, w)
+
+    def _map(self, x: Tensor, h: int, w: int) -> Tensor:
         if self._use_fft(h, w):
             rows = frequency_major(torch.fft.rfft2(x))  # (h, wr, B, C)
             out = rows @ self._blocks(h, w).mT
@@ -407,13 +397,8 @@ class CircularConv2d(Bijection):
             if self.bias is not None:
                 z = z + self.bias.view(1, -1, 1, 1)
         else:
-            p = self.kernel_size // 2
-            if torch.is_grad_enabled() and x.requires_grad:
-                padded = _circular_pad(x, p)
-            else:
-                padded = F.pad(x, (p, p, p, p), mode="circular")
-            z = F.conv2d(padded, self.weight, self.bias)
-        return z, self._logabsdet(h, w).expand(x.shape[0])
+            z = F.conv2d(circular_pad(x, self.kernel_size // 2), self.weight, self.bias)
+        return z
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self._validate(z)

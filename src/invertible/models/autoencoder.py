@@ -233,7 +233,7 @@ class InvertibleAutoencoder(nn.Module):
     # -- the autoencoder --------------------------------------------------------------------
     def encode(self, x: Tensor, k: int | None = None) -> Tensor:
         """``(B, *data_shape) -> (B, k)``: the first ``k`` ordered latent coordinates."""
-        return self.latent(x)[0][:, : self._k(k)]
+        return self.to_ordered(self.bijection.transform(x))[:, : self._k(k)]
 
     def complete(self, code: Tensor, fill: Fill = "zeros", temperature: float = 1.0) -> Tensor:
         """A code ``(B, k)`` -> ordered latent ``(B, D)``: the tail is zeros (the prior's

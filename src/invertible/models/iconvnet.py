@@ -97,7 +97,8 @@ class ConvolutionHealth(nn.Module):
     def clip_singular_values_(self) -> bool:
         """One singular-value clipping projection of every convolution (after a step);
         whether any kernel changed."""
-        return any([m.clip_singular_values_() for m in self.convolutions()])
+        # A list, not a generator: any() would stop clipping at the first change.
+        return any([m.clip_singular_values_() for m in self.convolutions()])  # noqa: C419
 
 
 class IConvNet(ConvolutionHealth, Bijection):
