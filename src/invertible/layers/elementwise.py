@@ -129,8 +129,8 @@ class _SneakyReLUForward(torch.autograd.Function):
     """``x -> (sigma(x), log sigma'(x))`` element-wise, with a hand-written backward.
 
     Autograd through the dozen element-wise ops of the two formulas keeps each
-    intermediate and replays them all: fwd+bwd took 7.8 ms at 131k float32 elements on
-    one thread, against 4.0 ms here. Only ``x`` is saved; the backward recomputes from it
+    intermediate and replays them all: fwd+bwd took 7.8 ms at (128, 16, 8, 8) in float32
+    on one thread, against 4.0 ms here. Only ``x`` is saved; the backward recomputes from it
     with differentiable ops, so second derivatives stay exact.
     """
 
