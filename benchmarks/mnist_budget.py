@@ -114,11 +114,13 @@ def main() -> int:
             if a.note:
                 cell["note"] = a.note
             # Read again just before merging: other runs of this script may have written.
-            # A rerun replaces its own command's cell on the same machine and thread count
-            # only; figures from elsewhere or from older code stay as history.
+            # A rerun replaces its own command's cell on the same machine and thread count,
+            # with the same note, only; figures from elsewhere, or noted as another
+            # condition (older code, another session), stay as history.
             cells = json.loads(store.read_text()) if store.exists() else []
-            cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"], c["machine"])
-                     != (model, budget, extra, cell["machine"])] + [cell]
+            key = (model, budget, extra, cell["machine"], cell.get("note"))
+            cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"], c["machine"],
+                                          c.get("note")) != key] + [cell]
             tmp = store.with_suffix(".tmp")
             tmp.write_text(json.dumps(cells, indent=1))
             os.replace(tmp, store)

@@ -23,6 +23,21 @@ def test_circular_pad_matches_f_pad_in_value_and_gradient(shape, p):
     torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("shape, p", [((5, 7), 2), ((2, 1, 3, 4, 5), 1)])
+def test_circular_pad_of_other_ranks_pads_the_last_two_axes(shape, p):
+    # F.pad's circular mode takes only 3-D and 4-D input; the reference pads a 4-D view.
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    flat = x.reshape(-1, 1, *shape[-2:])
+    reference = F.pad(flat, (p, p, p, p), mode="circular")
+    reference = reference.reshape(*shape[:-2], shape[-2] + 2 * p, shape[-1] + 2 * p)
+    ours = circular_pad(x, p)
+    assert torch.equal(ours, reference)
+    g = torch.randn_like(reference)
+    (g_ours,) = torch.autograd.grad(ours, x, g)
+    (g_ref,) = torch.autograd.grad(reference, x, g)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-13)
+
+
 def test_circular_pad_without_a_gradient_is_the_same_copy():
     x = torch.randn(2, 3, 5, 4)
     assert torch.equal(circular_pad(x, 2), F.pad(x, (2, 2, 2, 2), mode="circular"))
