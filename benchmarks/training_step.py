@@ -11,8 +11,10 @@ classifier rows (B = 128). Each worker process builds every workload and times t
 ``--steps`` steps each per round, so that machine noise hits them alike. With
 ``--baseline REV`` the script checks REV out into a temporary git worktree and alternates
 worker processes of the two versions for ``--rounds`` rounds (the order flips each round);
-the table gives medians over all timed steps and the ratio this checkout / baseline.
-Writes benchmarks/results/training_step.md.
+the table gives medians over all timed steps, the ratio this checkout / baseline, and the
+same ratio after dividing every workload by Glow's time in the same worker process (a
+control neither version changes: how fast the shared machine was while a process ran
+cancels). Writes benchmarks/results/training_step.md.
 """
 
 from __future__ import annotations
