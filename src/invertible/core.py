@@ -64,7 +64,7 @@ class Bijection(nn.Module):
         costs extra work (``CircularConv2d``) skip it. ``context`` as for ``forward``;
         only conditional layers take one."""
         if self.takes_context:
-            return cast(Any, self)(x, context=context)[0]
+            return apply_layer(self, x, context)[0]
         if context is not None:
             raise InvalidInputError(f"{type(self).__name__}: takes no context, but one was given")
         return self._transform(x)

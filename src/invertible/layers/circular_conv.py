@@ -373,18 +373,15 @@ class CircularConv2d(Bijection):
 
     # -- the two directions -------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h, w = self._validate(x)
-        if not self._needs_graph():  # with a graph, the forward does not read the cache
-            self._refresh_cache()
+        z = self._transform(x)
         with _autocast_off(x.device.type):
-            z = self._map(x.to(self.weight.dtype), h, w)
-            return z, self._logabsdet(h, w).expand(x.shape[0])
+            return z, self._logabsdet(*x.shape[-2:]).expand(x.shape[0])
 
     def _transform(self, x: Tensor) -> Tensor:
-        # Without the log-det: its LU of every frequency's block costs as much as the
+        # The map alone: the log-det's LU of every frequency's block costs as much as the
         # convolution itself at 64 channels.
         h, w = self._validate(x)
-        if not self._needs_graph():
+        if not self._needs_graph():  # with a graph, the forward does not read the cache
             self._refresh_cache()
         with _autocast_off(x.device.type):
             return self._map(x.to(self.weight.dtype), h, w)

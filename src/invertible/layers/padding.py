@@ -28,17 +28,14 @@ class _CircularPad(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, p: int) -> Tensor:
-        if x.dim() in (3, 4):  # F.pad's own copy: one op, quickest at every size measured
+        # F.pad's own copy: one op, the quickest at every size measured. Its circular mode
+        # takes 3-D and 4-D input only; other ranks go through a 3-D view (measured slower
+        # for 4-D input at small sizes, so 4-D stays direct).
+        if x.dim() in (3, 4):
             return F.pad(x, (p, p, p, p), mode="circular")
         h, w = x.shape[-2:]
-        out = x.new_empty(*x.shape[:-2], h + 2 * p, w + 2 * p)
-        out[..., p:h + p, p:w + p] = x
-        out[..., :p, p:w + p] = x[..., h - p:, :]
-        out[..., h + p:, p:w + p] = x[..., :p, :]
-        # The columns last, from the row-padded middle, so that the corners wrap both ways.
-        out[..., :p] = out[..., w:w + p]
-        out[..., w + p:] = out[..., p:2 * p]
-        return out
+        padded = F.pad(x.reshape(-1, h, w), (p, p, p, p), mode="circular")
+        return padded.view(*x.shape[:-2], h + 2 * p, w + 2 * p)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:

@@ -67,7 +67,7 @@ HEADS = ("flatten", "mean")
 class _CircularPadConv2d(nn.Conv2d):
     """``nn.Conv2d`` on a circularly padded input, through ``circular_pad``: the same map as
     ``padding_mode="circular"``, whose ``F.pad`` backward is slower (this step took 1.64x
-    the base's time per epoch with it, 1.48x with this; classifier_ladder_timing.md)."""
+    the base's time per epoch with it, 1.5x with this; classifier_ladder_timing.md)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(circular_pad(x, self.kernel_size[0] // 2), self.weight, self.bias)
