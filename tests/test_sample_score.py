@@ -15,6 +15,7 @@ from invertible.evaluation import (
     load_or_train_classifier,
     sample_score,
     score_classifier,
+    score_or_reason,
     shared_stem,
     to_unit,
     train_score_classifier,
@@ -318,6 +319,14 @@ def test_which_runs_are_scored():
     assert "cannot generate samples" in unscorable_reason(objective("classify", model="convnet"))
     # A DP run's classifier would see the private data without a guarantee.
     assert "differentially private" in unscorable_reason(objective(), private=True)
+
+    # score_or_reason: the one line, without loading the splits it would not use.
+    def no_splits():
+        raise AssertionError("splits loaded for an unscorable run")
+
+    line = score_or_reason(objective(n_classes=None), False, no_splits, None)
+    assert line == "(no sample-quality score: the dataset has no class labels)"
+    assert "differentially private" in score_or_reason(objective(), True, no_splits, None)
 
 
 def test_evaluate_says_why_a_classifier_run_is_not_scored(tmp_path, capsys):

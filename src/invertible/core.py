@@ -65,12 +65,15 @@ class Bijection(nn.Module):
         only conditional layers take one."""
         if self.takes_context:
             return apply_layer(self, x, context)[0]
-        if context is not None:
-            raise InvalidInputError(f"{type(self).__name__}: takes no context, but one was given")
+        self._refuse_context(context)
         return self._transform(x)
 
     def _transform(self, x: Tensor) -> Tensor:
         return self(x)[0]
+
+    def _refuse_context(self, context: Tensor | None) -> None:
+        if context is not None and not self.takes_context:
+            raise InvalidInputError(f"{type(self).__name__}: takes no context, but one was given")
 
     # -- validation helpers shared by all layers -------------------------------------------
     def _check(
@@ -150,8 +153,7 @@ class Sequential(Bijection):
         return x, total
 
     def transform(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        if context is not None and not self.takes_context:
-            raise InvalidInputError("Sequential: takes no context, but one was given")
+        self._refuse_context(context)
         for layer in self:
             x = layer.transform(x, context if layer.takes_context else None)
         return x

@@ -87,18 +87,15 @@ def run(args: argparse.Namespace) -> int:
 def _sample_quality(r: LoadedRun, args: argparse.Namespace) -> RunScore | None:
     """Print the sample-quality score of an image run with labels (the run's evaluation
     weights, seeded samples); other runs get one line saying why not, vector runs none."""
-    from ..evaluation import cache_stem, score_run, unscorable_reason
+    from ..evaluation import cache_stem, score_or_reason
 
     if r.objective.kind != "image":
         return None
-    reason = unscorable_reason(r.objective, private=r.config.dp_epsilon is not None)
-    if reason is not None:
-        say(f"(no sample-quality score: {reason})")
-        return None
-    train = load_run_split(r, "train", args.data_dir)
-    test = load_run_split(r, "test", args.data_dir)
-    score = score_run(r.objective, train, test, cache_stem(r.paths.root), args.score_samples,
-                      warn=warn)
-    for line in score.lines():
+    got = score_or_reason(
+        r.objective, r.config.dp_epsilon is not None,
+        lambda: (load_run_split(r, "train", args.data_dir),
+                 load_run_split(r, "test", args.data_dir)),
+        cache_stem(r.paths.root), args.score_samples, warn=warn)
+    for line in [got] if isinstance(got, str) else got.lines():
         say(line)
-    return score
+    return None if isinstance(got, str) else got

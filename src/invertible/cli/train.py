@@ -381,14 +381,13 @@ def _sample_quality(cfg: TrainConfig, objective: Any, train: Split, test: Split,
                     paths: RunPaths) -> list[str]:
     """The sample-quality lines of a density run on images, with the weights the test
     figures used; one line saying why not where it cannot be scored (no labels, DP)."""
-    from ..evaluation import cache_stem, score_run, unscorable_reason
+    from ..evaluation import cache_stem, score_or_reason
 
     if cfg.task != "density" or objective.kind != "image":
         return []
-    reason = unscorable_reason(objective, private=cfg.dp_epsilon is not None)
-    if reason is not None:
-        return [f"(no sample-quality score: {reason})"]
-    return score_run(objective, train, test, cache_stem(paths.root), warn=warn).lines()
+    got = score_or_reason(objective, cfg.dp_epsilon is not None, lambda: (train, test),
+                          cache_stem(paths.root), warn=warn)
+    return [got] if isinstance(got, str) else got.lines()
 
 
 def _default_model(kind: str, task: str) -> str:

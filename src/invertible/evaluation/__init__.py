@@ -7,7 +7,7 @@ into a ``SampleScore`` (mean max probability, label entropy, Inception Score), a
 user's cache (``shared_stem``: one per training split).
 """
 
-from .run_score import RunScore, sample_levels, score_run, unscorable_reason
+from .run_score import RunScore, sample_levels, score_or_reason, score_run, unscorable_reason
 from .sample_score import SampleScore, sample_score
 from .score_classifier import (
     CACHE_NAME,
@@ -32,6 +32,7 @@ __all__ = [
     "load_or_train_classifier",
     "sample_levels",
     "sample_score",
+    "score_or_reason",
     "score_run",
     "shared_stem",
     "to_unit",

@@ -20,7 +20,7 @@ from ..training.objectives.base import SAMPLE_SEED, Objective, TaskError, seeded
 from .sample_score import SampleScore, sample_score
 from .score_classifier import TrainedClassifier, load_or_train_classifier, to_unit
 
-__all__ = ["RunScore", "sample_levels", "score_run", "unscorable_reason"]
+__all__ = ["RunScore", "sample_levels", "score_or_reason", "score_run", "unscorable_reason"]
 
 # Samples are drawn in chunks of this many (memory), chunk i under seed + i.
 _CHUNK = 250
@@ -112,3 +112,17 @@ def score_run(objective: Objective, train: Split, test: Split,
     probs = trained.model.probabilities
     return RunScore(sample_score(probs(to_unit(samples, train.n_bins))),
                     sample_score(probs(to_unit(real, train.n_bins))), trained)
+
+
+def score_or_reason(objective: Objective, private: bool,
+                    splits: Callable[[], tuple[Split, Split]],
+                    cache: str | os.PathLike | None, n: int = 1000,
+                    warn: Callable[[str], None] | None = None) -> RunScore | str:
+    """``score_run`` of a run, or the one line saying why it has no score
+    (``unscorable_reason``). ``splits()`` gives (train, test) and is called only when the
+    run can be scored, so callers that must load them pay nothing otherwise."""
+    reason = unscorable_reason(objective, private=private)
+    if reason is not None:
+        return f"(no sample-quality score: {reason})"
+    train, test = splits()
+    return score_run(objective, train, test, cache, n, warn=warn)

@@ -125,6 +125,11 @@ class LeakyReLU(Bijection):
         return f"slope={self.slope}"
 
 
+def _sneaky_log_derivative(x: Tensor, a: float) -> Tensor:
+    """``log sigma'(x)`` of SneakyReLU with ``a = (1 - s) / (1 + s)``, element-wise."""
+    return torch.log1p(a * x * torch.rsqrt(1 + x * x)) - math.log1p(a)
+
+
 class _SneakyReLUForward(torch.autograd.Function):
     """``x -> (sigma(x), log sigma'(x))`` element-wise, with a hand-written backward.
 
@@ -142,7 +147,7 @@ class _SneakyReLUForward(torch.autograd.Function):
         s = torch.sqrt(1 + xx)
         # sqrt(1 + x^2) - 1 = x^2 / (sqrt(1 + x^2) + 1), without cancellation near 0.
         z = (x + a * xx / (s + 1)) / (1 + a)
-        return z, torch.log1p(a * x / s) - math.log1p(a)
+        return z, _sneaky_log_derivative(x, a)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, float], output: Any) -> None:
@@ -179,10 +184,6 @@ class SneakyReLU(Bijection):
         self.slope = float(slope)
         self.a = (1 - self.slope) / (1 + self.slope)
 
-    def _log_derivative(self, x: Tensor) -> Tensor:
-        a = self.a
-        return torch.log1p(a * x * torch.rsqrt(1 + x * x)) - math.log1p(a)
-
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, _ANY)
         if self.a == 0:  # slope 1 is the identity (a model option that turns the layer off)
@@ -198,7 +199,7 @@ class SneakyReLU(Bijection):
         # Solve x + a sqrt(1 + x^2) = u with u = (1 + a) z + a; the root with x <= u.
         u = (1 + a) * z + a
         x = (u - a * torch.sqrt(u * u + 1 - a * a)) / (1 - a * a)
-        return x, -sum_except_batch(self._log_derivative(x))
+        return x, -sum_except_batch(_sneaky_log_derivative(x, a))
 
     def extra_repr(self) -> str:
         return f"slope={self.slope}"
