@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,19 +20,34 @@ def test_there_are_examples():
     assert names >= {"change_of_variables_1d", "linear_2d", "lognormal", "two_d_flows"}
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_and_writes_a_png(script: Path, tmp_path: Path):
-    out = tmp_path / "out"
+def _run(script: Path, where: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(script), "--out", str(out)],
+    return subprocess.run(
+        [sys.executable, str(script), "--out", str(where / "out")],
         check=False,
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
-        cwd=tmp_path,
+        cwd=where,
     )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
+    """Every example run once, one thread each, as many at a time as there are cores (the
+    scripts take 5-45 s apiece, one after another about 90 s). Larger scripts start first:
+    roughly the longer runs, so that the two queues end close together."""
+    where = {p.stem: tmp_path_factory.mktemp(p.stem) for p in EXAMPLES}
+    larger_first = sorted(EXAMPLES, key=lambda p: p.stat().st_size, reverse=True)
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        runs = {p.stem: pool.submit(_run, p, where[p.stem]) for p in larger_first}
+        return {name: (run.result(), where[name] / "out") for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_and_writes_a_png(script: Path, finished):
+    proc, out = finished[script.stem]
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout}\n{proc.stderr}"
     pngs = list(out.glob("*.png"))
     assert pngs, f"{script.name} wrote no PNG into --out {out}"

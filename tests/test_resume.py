@@ -37,9 +37,13 @@ def _train(*argv: str, wait: bool = True) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "invertible", "train", *argv], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if wait:
-        _out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
+        _finish(p)
     return p
+
+
+def _finish(p: subprocess.Popen) -> None:
+    _out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
 
 
 def _checkpoint_step(run) -> int:
@@ -70,12 +74,14 @@ def _kill_after_checkpoint(run, argv, sig, min_step=30) -> int:
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, model, sig):
     argv = [*MODELS[model], *COMMON]
     full, split = tmp_path / "full", tmp_path / "split"
-    _train(*argv, "--out", str(full))
+    # The uninterrupted run goes on beside the killed one and its resumption (one thread each).
+    uninterrupted = _train(*argv, "--out", str(full), wait=False)
     rc = _kill_after_checkpoint(split, argv, sig)
     # SIGKILL cannot be caught; SIGINT and SIGTERM stop cleanly with 130.
     assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     mid = load_file(str(split / "checkpoints" / "latest.safetensors"))
     _train("--resume", str(split), "--no-progress", "--no-sample-score")
+    _finish(uninterrupted)
     a = load_file(str(full / "checkpoints" / "latest.safetensors"))
     b = load_file(str(split / "checkpoints" / "latest.safetensors"))
     assert sorted(a) == sorted(b)
