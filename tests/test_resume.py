@@ -76,12 +76,17 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, model, s
     full, split = tmp_path / "full", tmp_path / "split"
     # The uninterrupted run goes on beside the killed one and its resumption (one thread each).
     uninterrupted = _train(*argv, "--out", str(full), wait=False)
-    rc = _kill_after_checkpoint(split, argv, sig)
-    # SIGKILL cannot be caught; SIGINT and SIGTERM stop cleanly with 130.
-    assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
-    mid = load_file(str(split / "checkpoints" / "latest.safetensors"))
-    _train("--resume", str(split), "--no-progress", "--no-sample-score")
-    _finish(uninterrupted)
+    try:
+        rc = _kill_after_checkpoint(split, argv, sig)
+        # SIGKILL cannot be caught; SIGINT and SIGTERM stop cleanly with 130.
+        assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+        mid = load_file(str(split / "checkpoints" / "latest.safetensors"))
+        _train("--resume", str(split), "--no-progress", "--no-sample-score")
+        _finish(uninterrupted)
+    finally:  # a failed check above leaves no training process behind
+        if uninterrupted.poll() is None:
+            uninterrupted.kill()
+            uninterrupted.communicate()
     a = load_file(str(full / "checkpoints" / "latest.safetensors"))
     b = load_file(str(split / "checkpoints" / "latest.safetensors"))
     assert sorted(a) == sorted(b)
