@@ -36,6 +36,11 @@ def parameter_count(model: str, options: dict) -> int:
     return sum(p.numel() for p in build_model(model, (1, 28, 28), **options).parameters())
 
 
+def _cell_key(cell: dict) -> tuple:
+    """What makes two cells the same measurement (a rerun replaces the older one)."""
+    return (cell["model"], cell["budget_s"], cell["extra"], cell["machine"], cell.get("note"))
+
+
 def run_cell(model: str, budget: int, data_dir: Path, runs: Path, extra: list[str]) -> dict:
     out = runs / f"mnist-{model}-{budget}s"
     cmd = [sys.executable, "-m", "invertible", "train", "--data", "mnist", "--data-dir",
@@ -118,9 +123,7 @@ def main() -> int:
             # with the same note, only; figures from elsewhere, or noted as another
             # condition (older code, another session), stay as history.
             cells = json.loads(store.read_text()) if store.exists() else []
-            key = (model, budget, extra, cell["machine"], cell.get("note"))
-            cells = [c for c in cells if (c["model"], c["budget_s"], c["extra"], c["machine"],
-                                          c.get("note")) != key] + [cell]
+            cells = [c for c in cells if _cell_key(c) != _cell_key(cell)] + [cell]
             tmp = store.with_suffix(".tmp")
             tmp.write_text(json.dumps(cells, indent=1))
             os.replace(tmp, store)

@@ -125,9 +125,10 @@ class LeakyReLU(Bijection):
         return f"slope={self.slope}"
 
 
-def _sneaky_log_derivative(x: Tensor, a: float) -> Tensor:
-    """``log sigma'(x)`` of SneakyReLU with ``a = (1 - s) / (1 + s)``, element-wise."""
-    return torch.log1p(a * x * torch.rsqrt(1 + x * x)) - math.log1p(a)
+def _sneaky_log_derivative(x_over_root: Tensor, a: float) -> Tensor:
+    """``log sigma'(x)`` of SneakyReLU with ``a = (1 - s) / (1 + s)``, element-wise, from
+    ``x / sqrt(1 + x^2)`` (both directions have the root at hand)."""
+    return torch.log1p(a * x_over_root) - math.log1p(a)
 
 
 class _SneakyReLUForward(torch.autograd.Function):
@@ -147,7 +148,7 @@ class _SneakyReLUForward(torch.autograd.Function):
         s = torch.sqrt(1 + xx)
         # sqrt(1 + x^2) - 1 = x^2 / (sqrt(1 + x^2) + 1), without cancellation near 0.
         z = (x + a * xx / (s + 1)) / (1 + a)
-        return z, _sneaky_log_derivative(x, a)
+        return z, _sneaky_log_derivative(x / s, a)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, float], output: Any) -> None:
@@ -199,7 +200,7 @@ class SneakyReLU(Bijection):
         # Solve x + a sqrt(1 + x^2) = u with u = (1 + a) z + a; the root with x <= u.
         u = (1 + a) * z + a
         x = (u - a * torch.sqrt(u * u + 1 - a * a)) / (1 - a * a)
-        return x, -sum_except_batch(_sneaky_log_derivative(x, a))
+        return x, -sum_except_batch(_sneaky_log_derivative(x * torch.rsqrt(1 + x * x), a))
 
     def extra_repr(self) -> str:
         return f"slope={self.slope}"
